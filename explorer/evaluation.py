@@ -1,0 +1,53 @@
+"""``python -m explorer evaluate``: each checkpoint's test metrics beside PCA with as many components.
+
+For an SAE the PCA gets as many components as the SAE's mean active features (L0),
+rounded up; for the other kinds as many as the latent dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from explorer.checkpoint import load_checkpoint
+from explorer.data import load_dataset, to_float
+from explorer.metrics import evaluate, pca_baseline_mse
+
+
+def pca_components(model) -> int:
+    if model.kind == "sae":
+        return max(1, math.ceil(model.info.get("metrics", {}).get("l0", model.config.k)))
+    return model.latent_dim
+
+
+def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_root: str | None = None) -> int:
+    rows = []
+    pca_cache: dict[tuple[str, int], float] = {}
+    for path in paths:
+        model = load_checkpoint(path)
+        name = dataset or model.info.get("dataset", {}).get("name", "fashion-mnist")
+        train_ds = load_dataset(name, "train", root=data_root)
+        test_ds = load_dataset(name, "test", root=data_root)
+        x_test = torch.from_numpy(to_float(test_ds.images))
+        metrics = evaluate(model, x_test)
+        if model.kind == "sae":
+            n_comp = max(1, math.ceil(metrics["l0"]))
+        else:
+            n_comp = model.latent_dim
+        key = (name, n_comp)
+        if key not in pca_cache:
+            flat_tr = to_float(train_ds.images).reshape(len(train_ds), -1)
+            flat_te = x_test.numpy().reshape(len(test_ds), -1)
+            pca_cache[key] = pca_baseline_mse(flat_tr, flat_te, n_comp)
+        pca = pca_cache[key]
+        gain = 1.0 - metrics["mse"] / pca
+        rows.append((path, model.kind, name, len(test_ds), metrics, n_comp, pca, gain))
+    for path, kind, name, n, m, n_comp, pca, gain in rows:
+        extra = ", ".join(f"{k}={v:.4g}" for k, v in m.items() if k != "mse")
+        print(
+            f"{path}: {kind} on {name} test ({n} images): mse={m['mse']:.5f} | PCA({n_comp}) mse={pca:.5f} | "
+            f"{100 * gain:+.1f}% better than PCA | {extra}"
+        )
+    return 0 if all(np.isfinite(r[4]["mse"]) for r in rows) else 1

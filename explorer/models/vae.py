@@ -1,0 +1,66 @@
+"""Variational autoencoder (beta-VAE): a Gaussian posterior per input, a standard normal prior."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from explorer.errors import ConfigError
+from explorer.models.backbones import BACKBONES
+from explorer.models.base import Autoencoder, ModelConfig
+from explorer.registry import register
+
+
+@dataclass
+class VAEConfig(ModelConfig):
+    kind: ClassVar[str] = "vae"
+    beta: float = 1.0  # weight of the KL term; 1 is the evidence lower bound
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= float(self.beta) <= 1000.0:
+            raise ConfigError(f"beta must be in [0, 1000], got {self.beta}")
+
+
+@register
+class VAE(Autoencoder):
+    kind = "vae"
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig) -> None:
+        super().__init__(config)
+        body = BACKBONES[config.backbone]
+        self.encoder = body.encoder(config, 2 * config.latent_dim)  # -> (mu, logvar)
+        self.decoder = body.decoder(config)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x), each (B, L)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]  # the posterior mean: deterministic
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    @staticmethod
+    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || N(0, I)) per input, (B,)."""
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+
+    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.posterior(x)
+        # reparameterisation: z = mu + sigma * eps keeps the sample differentiable in mu, sigma
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if self.training else mu
+        terms = self.recon_terms(self.decode_logits(z), x)
+        kl = self.kl(mu.float(), logvar.float()).mean()
+        return {"loss": terms["recon"] + self.config.beta * kl, "kl": kl, **terms}
+
+    def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latent vectors from the prior N(0, temperature^2 I), (n, L). Decode them to get images."""
+        device = next(self.parameters()).device
+        eps = torch.randn((n, self.latent_dim), generator=generator, device="cpu")
+        return (temperature * eps).to(device)

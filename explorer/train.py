@@ -1,0 +1,334 @@
+"""Train one autoencoder and write a checkpoint.
+
+    python -m explorer train --kind vae --backbone conv --dataset fashion-mnist \
+        --latent-dim 16 --epochs 30 --device auto --out checkpoints/fmnist-vae.safetensors
+
+CUDA runs under bf16 autocast (``--compile`` adds torch.compile); several GPUs run the
+same command under ``torchrun --nproc_per_node=N -m explorer train ...`` with
+DistributedDataParallel; otherwise the CPU. Every epoch writes ``OUT.resume`` (weights
+and Adam state, safetensors, atomically); ``--resume`` continues from it after a kill.
+Each epoch's shuffle and noise come from (seed, epoch), so a resumed run ends with the
+same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from explorer import registry
+from explorer.checkpoint import atomic_write, read_header, save_checkpoint
+from explorer.errors import CheckpointError, ConfigError, ExplorerError
+from explorer.models.base import Autoencoder, ModelConfig
+
+RESUME_FORMAT = "latent-explorer-resume"
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    compile: bool = False
+    limit: int = 0  # train on the first N images only (0 = all); for quick runs and tests
+    out: str = ""
+    resume: bool = False
+
+
+# --- devices and distribution -----------------------------------------------------------------
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ExplorerError(f"--device {name} asked for CUDA but torch sees no GPU; use --device cpu or auto")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    """The device as it really was, for the checkpoint metadata (e.g. 'cuda: NVIDIA H200')."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); starts the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+# --- resume state: weights + Adam moments in one safetensors file, no pickle -------------------
+
+
+def _resume_path(out: Path) -> Path:
+    return out.with_name(out.name + ".resume")
+
+
+def save_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    from safetensors.torch import save as st_save
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    for idx, entry in opt_state["state"].items():
+        for name, value in entry.items():
+            tensors[f"optim.{idx}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    doc = {"config": model.config.to_dict(), "param_groups": opt_state["param_groups"], **state}
+    atomic_write(path, st_save(tensors, metadata={"format": RESUME_FORMAT, "explorer": json.dumps(doc)}))
+
+
+def load_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    from safetensors.torch import load as st_load
+
+    buf = path.read_bytes()
+    header, _ = read_header(buf)
+    meta = header.get("__metadata__", {})
+    if meta.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{path} is not a resume file of this trainer")
+    doc = json.loads(meta["explorer"])
+    if doc["config"] != model.config.to_dict():
+        raise CheckpointError(
+            f"{path} was written for a different model config; delete it or train with the same options\n"
+            f"  file: {doc['config']}\n  now:  {model.config.to_dict()}"
+        )
+    tensors = st_load(buf)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": doc["param_groups"]})
+    return doc
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+def lr_at(step: int, total: int, base: float) -> float:
+    """Cosine decay from base to 5% of base; a pure function of the step, so resume needs no scheduler state."""
+    t = min(step / max(total, 1), 1.0)
+    return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
+    """Train and write the checkpoint; returns its path. Runs on every rank under torchrun."""
+    from tqdm.auto import tqdm
+
+    from explorer.data import load_dataset, to_float
+    from explorer.metrics import encode_all, evaluate, probe_accuracy
+
+    rank, world, local_rank = _distributed()
+    device = resolve_device(cfg.device, local_rank)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out)
+
+    train_ds = load_dataset(cfg.dataset, "train", root=cfg.data_root)
+    test_ds = load_dataset(cfg.dataset, "test", root=cfg.data_root)
+    if tuple(train_ds.shape) != tuple(model_cfg.input_shape):
+        raise ConfigError(f"dataset {cfg.dataset} has images {train_ds.shape}, model expects {model_cfg.input_shape}")
+    n_train = len(train_ds) if cfg.limit <= 0 else min(cfg.limit, len(train_ds))
+    x_train = torch.from_numpy(to_float(train_ds.images[:n_train]))  # (N, C, H, W) float32
+    x_test = torch.from_numpy(to_float(test_ds.images))
+
+    model = registry.build(model_cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start_epoch, wall_before = 0, 0.0
+    resume_file = _resume_path(out)
+    if cfg.resume and resume_file.exists():
+        doc = load_resume(resume_file, model, opt)
+        start_epoch, wall_before = int(doc["epoch"]), float(doc["wall_time_s"])
+        if rank == 0:
+            print(f"resuming from {resume_file} after epoch {start_epoch}")
+    elif cfg.resume and rank == 0:
+        print(f"--resume: no {resume_file}; starting from scratch")
+
+    net: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    use_bf16 = device.type == "cuda"
+
+    steps_per_epoch = math.ceil(n_train / world / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        # shuffle and noise depend only on (seed, epoch, rank): a resumed run repeats them exactly
+        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        perm = perm[rank::world]
+        torch.manual_seed(cfg.seed * 7_919 + epoch * 104_729 + rank)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, mininterval=2)
+        running: dict[str, float] = {}
+        for i in bar:
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            if len(idx) == 0:
+                continue
+            xb = x_train[idx].to(device, non_blocking=True)  # (B, C, H, W)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                terms = net(xb)
+            opt.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            opt.step()
+            model.post_step()
+            for k, v in terms.items():
+                value = float(v.detach())
+                running[k] = 0.98 * running.get(k, value) + 0.02 * value
+            if i % 20 == 0:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
+        if rank == 0:
+            wall = wall_before + time.perf_counter() - t0
+            save_resume(resume_file, model, opt, {"epoch": epoch + 1, "wall_time_s": wall})
+
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if rank != 0:
+        return out
+
+    wall = wall_before + time.perf_counter() - t0
+    model.eval()
+    metrics = evaluate(model, x_test)
+    if test_ds.labels.min() >= 0:
+        z_tr = encode_all(model, x_train[:10000])
+        z_te = encode_all(model, x_test)
+        metrics["probe_accuracy"] = probe_accuracy(z_tr, train_ds.labels[: len(z_tr)], z_te, test_ds.labels)
+    save_checkpoint(
+        model,
+        out,
+        dataset={
+            "name": cfg.dataset,
+            "split_trained": "train",
+            "split_evaluated": "test",
+            "train_images": n_train,
+            "test_images": len(test_ds),
+            "preprocessing": "uint8 / 255 -> float32 in [0, 1], (C, H, W)",
+            "class_names": list(train_ds.class_names),
+        },
+        training={
+            "device": device_label(device),
+            "world_size": world,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "seed": cfg.seed,
+            "bf16": use_bf16,
+            "compiled": cfg.compile,
+            "wall_time_s": round(wall, 2),
+            "torch": torch.__version__,
+        },
+        metrics={k: round(v, 6) for k, v in metrics.items()},
+    )
+    resume_file.unlink(missing_ok=True)
+    print(f"wrote {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return out
+
+
+# --- command line: flags derived from the config dataclasses, so they cannot drift -----------
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parser_type(hint: Any):
+    if hint in (int, float, str):
+        return hint
+    if typing.get_origin(hint) is tuple:
+        return lambda s: tuple(int(v) for v in s.split(",") if v.strip())
+    return None
+
+
+def _model_fields() -> dict[str, tuple[Any, list[str]]]:
+    """Every config field of every registered kind -> (type hint, kinds that have it)."""
+    fields: dict[str, tuple[Any, list[str]]] = {}
+    for kind in registry.kinds():
+        cls = registry.config_class(kind)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "notes":
+                continue
+            fields.setdefault(f.name, (hints[f.name], []))[1].append(kind)
+    return fields
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kind", required=True, choices=registry.kinds(), help="model kind")
+    all_kinds = set(registry.kinds())
+    model = p.add_argument_group("model (defaults from each kind's config)")
+    for name, (hint, kinds) in _model_fields().items():
+        if name == "input_shape":
+            model.add_argument("--input-shape", default=None, help="C,H,W (default: the dataset's)")
+            continue
+        only = "" if set(kinds) == all_kinds else f" [{', '.join(kinds)} only]"
+        model.add_argument(_flag(name), type=_parser_type(hint), default=None, help=f"{name}{only}")
+    trainer = p.add_argument_group("training")
+    defaults = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if hints[f.name] is bool:
+            trainer.add_argument(_flag(f.name), action="store_true")
+        else:
+            kind = str if f.name == "data_root" else hints[f.name]
+            trainer.add_argument(_flag(f.name), type=kind, default=getattr(defaults, f.name))
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
+    cls = registry.config_class(args.kind)
+    own = {f.name for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for name in _model_fields():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in own:
+            raise ConfigError(f"{_flag(name)} does not apply to kind {args.kind!r}")
+        kwargs[name] = value
+    tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    if "input_shape" in kwargs:
+        kwargs["input_shape"] = tuple(int(v) for v in str(kwargs["input_shape"]).split(","))
+    else:
+        from explorer.data import load_dataset
+
+        kwargs["input_shape"] = load_dataset(tcfg.dataset, "test", root=tcfg.data_root).shape
+    mcfg = cls(**kwargs)
+    if not tcfg.out:
+        tcfg.out = f"checkpoints/{tcfg.dataset}-{mcfg.kind}-{mcfg.backbone}.safetensors"
+    return mcfg, tcfg
+
+
+def main(args: argparse.Namespace) -> int:
+    np.set_printoptions(precision=4)
+    mcfg, tcfg = configs_from_args(args)
+    train(mcfg, tcfg)
+    return 0
