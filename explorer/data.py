@@ -43,6 +43,8 @@ FASHION_NAMES = [
 FASHION_ENV = "EXPLORER_FASHION_MNIST_DIR"
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 TORCHVISION_DIR = Path("~/.cache/latent-explorer/torchvision")
+# The repository ships the Fashion-MNIST test split, so the default view works offline.
+SHIPPED_FASHION_MNIST_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "data" / "fashion-mnist"
 # Stems used by the original distribution and by Debian's dataset-fashion-mnist; each may end in ".gz".
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -226,6 +228,7 @@ def load_dataset(name: str, split: str = "test", *, root: str | os.PathLike | No
             ("root argument", _resolved(root)),
             (f"${FASHION_ENV}", _resolved(env)),
             ("Debian's dataset-fashion-mnist", str(DEBIAN_FASHION_MNIST_DIR)),
+            ("the copy shipped in checkpoints/data (test split only)", str(SHIPPED_FASHION_MNIST_DIR)),
         )
     title, images, labels, class_names = _load_cached(name, split, places)
     return Dataset(title, images, labels, list(class_names))

@@ -148,12 +148,21 @@ def test_fashion_from_env(tmp_path, monkeypatch):
 def test_fashion_not_found_names_every_way(tmp_path, monkeypatch, no_torchvision):
     monkeypatch.delenv(data.FASHION_ENV, raising=False)
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "missing")
+    # the train split is never shipped, so only the four ways can provide it
     with pytest.raises(DatasetError) as info:
-        load_dataset("fashion-mnist", "test", root=tmp_path / "also-missing")
+        load_dataset("fashion-mnist", "train", root=tmp_path / "also-missing")
     message = str(info.value)
     assert data.FASHION_ENV in message and "root=" in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "pip install torchvision" in message
+
+
+def test_fashion_test_split_ships_with_the_repository(monkeypatch, tmp_path):
+    monkeypatch.delenv(data.FASHION_ENV, raising=False)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "missing")
+    data.clear_cache()
+    test = load_dataset("fashion-mnist", "test")
+    assert test.images.shape == (10000, 28, 28) and test.class_names[0] == "T-shirt/top"
 
 
 def test_fashion_corrupt_file_is_reported(tmp_path):

@@ -1,0 +1,125 @@
+"""uint8 images -> what a browser shows: RGB grids and strips, PNG bytes, animated GIF bytes."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from explorer.errors import ExplorerError
+
+MAX_SCALE = 32
+MIN_GIF_DURATION_MS = 20  # browsers show shorter GIF frame delays as 100 ms
+
+
+class ImageError(ExplorerError):
+    """Images of a shape or type that cannot be shown."""
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> (N, H, W, 3) uint8."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ImageError(f"images must be uint8, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]  # (N, H, W, 1)
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise ImageError(f"images must be (N, H, W), (N, H, W, 1) or (N, H, W, 3), got {images.shape}")
+    if images.shape[3] == 1:
+        return np.repeat(images, 3, axis=3)
+    return images
+
+
+def _check_scale(scale: int) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= MAX_SCALE:
+        raise ImageError(f"scale must be an integer between 1 and {MAX_SCALE}, got {scale!r}")
+    return int(scale)
+
+
+def _upscale(images: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscale of (N, H, W, ...) by an integer factor: each pixel becomes a scale x scale block."""
+    if scale == 1:
+        return images
+    return images.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def grid(images: np.ndarray, cols: int, pad: int = 2, pad_value: int = 255, scale: int = 1) -> np.ndarray:
+    """Tile N images into rows of ``cols`` (left to right, top to bottom): (H', W', 3) uint8.
+
+    Each tile is upscaled by ``scale`` first; ``pad`` pixels of ``pad_value`` go between tiles
+    (not around the border) and fill the empty cells of the last row. ``cols`` is capped at N,
+    so H' = rows * H * scale + (rows - 1) * pad with rows = ceil(N / cols), and likewise W'.
+    """
+    tiles = _upscale(to_rgb(images), _check_scale(scale))  # (N, h, w, 3)
+    n, h, w, _ = tiles.shape
+    if n == 0:
+        raise ImageError("grid needs at least one image")
+    if isinstance(cols, bool) or not isinstance(cols, (int, np.integer)) or cols < 1:
+        raise ImageError(f"cols must be a positive integer, got {cols!r}")
+    if not 0 <= pad <= 64 or not 0 <= pad_value <= 255:
+        raise ImageError(f"pad must be in [0, 64] and pad_value in [0, 255], got {pad} and {pad_value}")
+    cols = min(int(cols), n)
+    rows = -(-n // cols)  # ceil division
+    out = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, 3), pad_value, np.uint8)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = r * (h + pad), c * (w + pad)
+        out[y : y + h, x : x + w] = tiles[i]
+    return out
+
+
+def strip(images: np.ndarray, pad: int = 2, scale: int = 1) -> np.ndarray:
+    """All images side by side in one row: (H * scale, W', 3) uint8."""
+    return grid(images, cols=max(1, len(images)), pad=pad, scale=scale)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """PNG file bytes of one uint8 image (H, W), (H, W, 1) or (H, W, 3)."""
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
+        raise ImageError(f"png_bytes needs one uint8 image (H, W) or (H, W, 3), got {array.dtype} {array.shape}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
+    return buf.getvalue()
+
+
+def gif_bytes(
+    frames: np.ndarray, *, scale: int = 4, duration_ms: int = 80, loop: bool = True, bounce: bool = True
+) -> bytes:
+    """Animated GIF bytes of frames (N, H, W) or (N, H, W, 3) uint8, each upscaled by ``scale``.
+
+    ``bounce`` plays forward then backward without repeating the end frames (2N - 2 frames for N >= 2).
+    ``loop`` repeats forever; otherwise it plays once. Every frame is a full opaque image
+    drawn over the last (disposal 1), and palettes are not "optimised", so any decoder
+    shows the frames as given. PIL merges identical consecutive frames into one longer frame.
+    """
+    from PIL import Image
+
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or len(frames) == 0:
+        raise ImageError(f"gif_bytes needs uint8 frames (N, H, W) or (N, H, W, 3) with N >= 1, got {frames.shape}")
+    if frames.ndim == 4 and frames.shape[3] == 1:
+        frames = frames[..., 0]
+    gray = frames.ndim == 3
+    frames = _upscale(frames if gray else to_rgb(frames), _check_scale(scale))
+    if bounce:
+        frames = np.concatenate([frames, frames[-2:0:-1]])  # forward, then back without repeating the ends
+    # grayscale stays "L" (an exact 256-grey palette); RGB is quantised per frame by PIL
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]  # (H, W) -> "L", (H, W, 3) -> "RGB"
+    buf = io.BytesIO()
+    options = {"loop": 0} if loop else {}
+    images[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=images[1:],
+        duration=max(MIN_GIF_DURATION_MS, int(duration_ms)),
+        disposal=1,
+        optimize=False,
+        **options,
+    )
+    return buf.getvalue()
