@@ -30,7 +30,34 @@ def _cmd_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-COMMANDS = [_cmd_train, _cmd_evaluate]
+def _cmd_project(sub: argparse._SubParsersAction) -> None:
+    from explorer.projection import METRICS
+
+    p = sub.add_parser("project", help="precompute a map (latents + projection) for a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--n", type=int, default=10000, help="images to map (0 = all)")
+    p.add_argument("--method", default="umap", choices=["umap", "pca"])
+    p.add_argument("--dims", type=int, default=2, choices=[2, 3])
+    p.add_argument("--neighbors", type=int, default=15)
+    p.add_argument("--min-dist", type=float, default=0.1)
+    p.add_argument("--metric", default="euclidean", choices=METRICS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--engine", default="builtin", choices=["builtin", "umap-learn"])
+    p.add_argument(
+        "--bundle", action="store_true", help="write into checkpoints/bundles (shipped) instead of the cache"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from explorer.mapping import project_checkpoint
+
+        return project_checkpoint(args)
+
+    p.set_defaults(func=run)
+
+
+COMMANDS = [_cmd_train, _cmd_evaluate, _cmd_project]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,13 +19,15 @@ import math
 import os
 import struct
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from explorer import registry
 from explorer.errors import CheckpointError, ConfigError
-from explorer.models.base import Autoencoder
+
+if TYPE_CHECKING:  # torch is imported when a model is built, so reading metadata stays light
+    import torch
+
+    from explorer.models.base import Autoencoder
 
 FORMAT = "latent-explorer"
 FORMAT_VERSION = "1"
@@ -175,6 +177,7 @@ def read_metadata(source: Source) -> dict[str, Any]:
 
 def load_checkpoint(source: Source, *, device: str | torch.device = "cpu") -> Autoencoder:
     """Load a checkpoint from a path or bytes; returns the model in eval mode with ``model.info`` set."""
+    import torch
     from safetensors.torch import load as st_load
 
     buf = _read_source(source)

@@ -123,3 +123,24 @@ def gif_bytes(
         **options,
     )
     return buf.getvalue()
+
+
+def captioned_grid(images: np.ndarray, captions: list[str], cols: int, *, scale: int = 2, pad: int = 4) -> np.ndarray:
+    """Tiles with a line of text under each, on white: (H', W', 3) uint8. Used for per-image errors."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    tiles = _upscale(to_rgb(np.asarray(images)), _check_scale(scale))
+    n, h, w, _ = tiles.shape
+    if len(captions) != n:
+        raise ImageError(f"{n} images but {len(captions)} captions")
+    cols = max(1, min(int(cols), n))
+    rows = -(-n // cols)
+    text_h = 14
+    canvas = Image.new("RGB", (cols * (w + pad) - pad, rows * (h + text_h + pad) - pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for i, (tile, caption) in enumerate(zip(tiles, captions)):
+        x, y = (i % cols) * (w + pad), (i // cols) * (h + text_h + pad)
+        canvas.paste(Image.fromarray(tile), (x, y))
+        draw.text((x + 1, y + h + 1), caption, fill=(40, 40, 40), font=font)
+    return np.asarray(canvas)

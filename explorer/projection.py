@@ -7,9 +7,9 @@ JIT compiler, so a fresh process maps 10,000 latents in seconds (umap-learn spen
 a minute compiling first on a 2-core machine). ``engine="umap-learn"`` uses the
 reference package instead, for comparison.
 
-New points (interpolation paths, samples) are placed without re-optimising: a
-fuzzy-membership-weighted average of their nearest mapped neighbours' positions,
-which is how UMAP initialises its own transform. Map points go back to latent space
+New points (interpolation paths, samples) are placed without re-optimising: an
+inverse-distance-weighted average of their nearest mapped neighbours' positions
+(UMAP initialises its own transform in a similar way). Map points go back to latent space
 the same way in reverse (``inverse``): neighbours in the map, weighted average of
 their latents.
 """
@@ -114,7 +114,12 @@ def knn(
             d[rows, rows + s] = float("inf")
         dist, idx = torch.topk(d, kk, dim=1, largest=False)
         if metric != "manhattan":
-            dist = dist.sqrt()
+            # the expansion above loses precision for near-identical rows: recompute the k winners directly
+            dist = (qb[:, None, :] - a[idx]).norm(dim=2)
+            if exclude_self:
+                dist[idx == (torch.arange(len(qb))[:, None] + s)] = float("inf")
+            dist, order = dist.sort(dim=1)
+            idx = idx.gather(1, order)
         out_i.append(idx[:, :k])
         out_d.append(dist[:, :k])
     return torch.cat(out_i).numpy(), torch.cat(out_d).numpy().astype(np.float32)
@@ -250,9 +255,11 @@ class Projection:
         z = np.atleast_2d(np.asarray(z, dtype=np.float32))
         if self.params.method == "pca":
             return ((z - self.pca_mean) @ self.pca_components.T).astype(np.float32)
-        k = min(self.params.n_neighbors, len(self.latents))
+        k = min(self.params.n_neighbors, 10, len(self.latents))
         idx, dist = knn(self.latents, z, k, metric=self.params.metric)
-        w = _memberships(dist, k)
+        # inverse-distance weights: a latent equal to a mapped point's lands exactly on it (path
+        # endpoints), anything else on a blend of its neighbourhood
+        w = 1.0 / (dist.astype(np.float64) + 1e-6 * (dist.mean() + 1e-12)) ** 2
         w /= w.sum(1, keepdims=True)
         return np.einsum("mk,mkd->md", w, self.embedding[idx]).astype(np.float32)
 

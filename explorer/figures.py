@@ -1,0 +1,106 @@
+"""Plotly figures for the map, built as plain dicts (fast to build and to serialise)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Colour-blind-safe qualitative palette (Okabe-Ito, extended) for up to 10 classes, then cycled.
+PALETTE = [
+    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
+    "#56B4E9", "#F0E442", "#000000", "#999999", "#882255",
+]  # fmt: skip
+OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff"}
+
+
+def _coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, list[float]]:
+    out = {"x": embedding[rows, 0].round(4).tolist(), "y": embedding[rows, 1].round(4).tolist()}
+    if embedding.shape[1] == 3:
+        out["z"] = embedding[rows, 2].round(4).tolist()
+    return out
+
+
+def map_figure(
+    embedding: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    *,
+    color: np.ndarray | None = None,
+    color_title: str = "",
+    title: str = "",
+    height: int = 620,
+) -> dict:
+    """Scatter of the mapped points; the global row id of each point is its customdata.
+
+    With ``color`` None, one trace per class (legend by class name); otherwise a single
+    trace coloured by the values. 2-D maps use WebGL scatter with box selection as the
+    default drag.
+    """
+    dims = embedding.shape[1]
+    kind = "scattergl" if dims == 2 else "scatter3d"
+    size = 4 if len(embedding) <= 20_000 else 3
+    traces = []
+    names = lambda lab: class_names[lab] if 0 <= lab < len(class_names) else "unlabelled"  # noqa: E731
+    if color is None:
+        for lab in np.unique(labels):
+            rows = np.flatnonzero(labels == lab)
+            traces.append({
+                "type": kind, "mode": "markers", "name": names(int(lab)),
+                "marker": {"size": size if dims == 2 else 2, "color": PALETTE[int(lab) % len(PALETTE)], "opacity": 0.8},
+                "customdata": rows.tolist(),
+                "hovertemplate": f"<b>{names(int(lab))}</b><br>index %{{customdata}}<extra></extra>",
+                **_coords(embedding, rows),
+            })  # fmt: skip
+    else:
+        rows = np.arange(len(embedding))
+        text = [names(int(lab)) for lab in labels]
+        traces.append({
+            "type": kind, "mode": "markers", "name": color_title, "showlegend": False,
+            "marker": {
+                "size": size if dims == 2 else 2, "color": np.asarray(color, dtype=float).round(5).tolist(),
+                "colorscale": "Viridis", "opacity": 0.85,
+                "colorbar": {"title": {"text": color_title}, "thickness": 12},
+            },
+            "customdata": rows.tolist(), "text": text,
+            "hovertemplate": f"<b>%{{text}}</b><br>index %{{customdata}}<br>{color_title} %{{marker.color:.4g}}<extra></extra>",
+            **_coords(embedding, rows),
+        })  # fmt: skip
+    layout = {
+        "height": height,
+        "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        "title": {"text": title, "font": {"size": 14}} if title else None,
+        "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top"},
+        "dragmode": "select" if dims == 2 else "orbit",
+        "hovermode": "closest",
+        "plot_bgcolor": "white",
+        "xaxis": {"showgrid": False, "zeroline": False, "title": None},
+        "yaxis": {"showgrid": False, "zeroline": False, "title": None, "scaleanchor": "x"},
+        "uirevision": "map",  # keeps zoom and pan across reruns
+    }
+    return {"data": traces, "layout": layout}
+
+
+def with_overlays(figure: dict, overlays: list[dict]) -> dict:
+    """A shallow copy of ``figure`` with extra traces on top (no customdata: never selectable ids)."""
+    return {"data": [*figure["data"], *overlays], "layout": figure["layout"]}
+
+
+def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str] | None = None) -> dict:
+    """Path (line with markers), samples (crosses) or a picked spot (star) drawn over the map."""
+    dims = points.shape[1]
+    coords = _coords(points, np.arange(len(points)))
+    trace = {
+        "type": "scattergl" if dims == 2 else "scatter3d",
+        "name": name,
+        "text": labels or [f"{name} {i}" for i in range(len(points))],
+        "hovertemplate": "%{text}<extra></extra>",
+        **coords,
+    }
+    if kind == "path":
+        trace.update(mode="lines+markers", line={"color": OVERLAY["path"], "width": 3},
+                     marker={"size": 7, "color": OVERLAY["path"]})  # fmt: skip
+    elif kind == "samples":
+        trace.update(mode="markers", marker={"size": 9, "symbol": "x", "color": OVERLAY["samples"]})
+    else:
+        trace.update(mode="markers", marker={"size": 16, "symbol": "star", "color": OVERLAY["spot"],
+                                             "line": {"width": 1, "color": "white"}})  # fmt: skip
+    return trace

@@ -1,0 +1,78 @@
+"""Plotly selection events -> what the user picked. Pure functions, tested on synthetic dicts.
+
+Streamlit hands over ``{"points": [...], "box": [...], "lasso": [...]}``. Point indices are
+per trace, so the map puts each point's global row id in ``customdata``; overlay traces
+(paths, samples) carry no id and are ignored. A box drawn over empty space returns no
+points but still its corners in data coordinates: its centre is a "pick any spot".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Picked:
+    ids: tuple[int, ...] = ()  # global row ids, in the order plotly listed them, no duplicates
+    spot: tuple[float, float] | None = None  # centre of the box or lasso, in map coordinates
+
+    def __bool__(self) -> bool:
+        return bool(self.ids) or self.spot is not None
+
+
+def _point_id(point: dict[str, Any], n_rows: int | None) -> int | None:
+    cd = point.get("customdata")
+    if isinstance(cd, (list, tuple)):
+        cd = cd[0] if cd else None
+    if cd is None or isinstance(cd, bool):
+        return None
+    try:
+        value = float(cd)
+    except (TypeError, ValueError):
+        return None
+    if not value.is_integer() or value < 0 or (n_rows is not None and value >= n_rows):
+        return None
+    return int(value)
+
+
+def _centre(region: dict[str, Any]) -> tuple[float, float] | None:
+    try:
+        xs = np.asarray(region.get("x", []), dtype=float)
+        ys = np.asarray(region.get("y", []), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if xs.size == 0 or xs.size != ys.size or not (np.isfinite(xs).all() and np.isfinite(ys).all()):
+        return None
+    return float(xs.min() + xs.max()) / 2.0, float(ys.min() + ys.max()) / 2.0
+
+
+def picked(selection: dict[str, Any] | None, n_rows: int | None = None) -> Picked:
+    """Global ids of the selected map points, and the centre of the last box or lasso drawn."""
+    if not selection:
+        return Picked()
+    seen: dict[int, None] = {}
+    for point in selection.get("points") or []:
+        if isinstance(point, dict) and (pid := _point_id(point, n_rows)) is not None:
+            seen.setdefault(pid, None)
+    spot = None
+    for region in (selection.get("box") or []) + (selection.get("lasso") or []):
+        if isinstance(region, dict) and (c := _centre(region)) is not None:
+            spot = c
+    return Picked(tuple(seen), spot)
+
+
+def parse_point(text: str, dims: int = 2) -> tuple[float, ...]:
+    """A typed map coordinate like "1.5, -2" -> (1.5, -2.0); ValueError with a readable message."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    if len(parts) != dims:
+        raise ValueError(f"type {dims} numbers separated by a comma, e.g. {', '.join(['1.5'] * dims)}")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"{text!r} is not {dims} numbers") from None
+    if not all(np.isfinite(values)) or max(abs(v) for v in values) > 1e6:
+        raise ValueError("coordinates must be finite numbers of reasonable size")
+    return values

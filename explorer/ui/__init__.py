@@ -1,0 +1,1 @@
+"""Streamlit views. Thin: they read widgets, call pure functions in explorer/, and draw results."""

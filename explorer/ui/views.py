@@ -1,0 +1,228 @@
+"""The four views. Each reads the selection, runs its panel (right) and draws the map (left)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer import images, ops
+from explorer.errors import ExplorerError
+from explorer.figures import overlay_trace
+from explorer.selection import Picked, parse_point
+from explorer.ui import map_view, sidebar, state
+from explorer.ui.state import Context
+
+MAX_THUMBS = 64
+FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
+
+
+def _page(key: str, panel) -> None:
+    """Shared skeleton: sidebar, then the panel (which may add overlays), then the map, then warm the model."""
+    ctx = sidebar.render()
+    if ctx is None:
+        return
+    pick = map_view.current_pick(ctx, key)
+    left, right = st.columns([3, 2], gap="medium")
+    with right:
+        try:
+            overlays = panel(ctx, pick) or []
+        except ExplorerError as exc:
+            st.error(str(exc))
+            overlays = []
+    with left:
+        map_view.render(ctx, key, overlays)
+    state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
+
+
+def _label(ctx: Context, i: int) -> str:
+    lab = int(ctx.map.labels[i])
+    names = ctx.map.class_names
+    return names[lab] if 0 <= lab < len(names) else "?"
+
+
+def _scale(ctx: Context, target: int = 84) -> int:
+    return max(1, target // ctx.ckpt.input_shape[1])
+
+
+def _decode_spot(ctx: Context, point: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Map coordinate -> (latent (L,), decoded image, distance to data in typical spacings)."""
+    z, far = ctx.map.projection.inverse(np.asarray([point], dtype=np.float32))
+    return z[0], ops.decode(state.model(ctx.ckpt), z)[0], float(far[0])
+
+
+def _far_warning(far: float) -> None:
+    if far > FAR:
+        st.warning(
+            f"Far from data: the nearest mapped image is {far:.0f}× the typical spacing away. "
+            "The latent here is extrapolated from distant neighbours; the decoder has seen nothing like it."
+        )
+    else:
+        st.caption(f"Distance to the nearest mapped image: {far:.1f}× the typical spacing.")
+
+
+# ----------------------------------------------------------------------------------------- decode
+
+
+def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
+    st.subheader("Map & decode")
+    overlays: list[dict] = []
+    if pick.ids:
+        ids = list(pick.ids)[:MAX_THUMBS]
+        originals = ctx.dataset.images[ids]
+        recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
+        pairs = np.concatenate([originals, recon], axis=2 if originals.ndim == 3 else 2)  # side by side
+        captions = [f"#{i} {err[j]:.4f}" for j, i in enumerate(ids)]
+        grid = images.captioned_grid(pairs, captions, cols=4, scale=2)
+        more = f" (first {MAX_THUMBS} shown)" if len(pick.ids) > MAX_THUMBS else ""
+        st.markdown(f"**{len(pick.ids)} selected**{more} — original | reconstruction, per-image MSE")
+        st.image(grid, use_container_width=True)
+        st.caption(f"Mean MSE of the shown images: {err.mean():.4f}")
+    elif pick.spot is None:
+        st.info(
+            "Select images on the map to compare them with their reconstructions, or draw a small box over empty space to decode that spot."
+        )
+
+    typed = st.text_input("Decode at a map coordinate", key="typed_xy", placeholder="x, y  e.g. 2.5, -1")
+    spot = pick.spot
+    if typed and ctx.params.n_components == 2:
+        try:
+            spot = parse_point(typed, 2)
+        except ValueError as exc:
+            st.error(f"Coordinate not understood: {exc}")
+    if spot is not None and ctx.params.n_components == 2:
+        z, img, far = _decode_spot(ctx, spot)
+        st.markdown(f"**Decoded at ({spot[0]:.2f}, {spot[1]:.2f})**")
+        idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=5)
+        row = np.concatenate([img[None], ctx.dataset.images[idx[0]]])
+        st.image(images.strip(row, scale=_scale(ctx)), caption="decoded spot | its 5 nearest images in latent space")
+        _far_warning(far)
+        overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
+    return overlays
+
+
+def decode_view() -> None:
+    _page("map_decode", _decode_panel)
+
+
+# ------------------------------------------------------------------------------------ interpolate
+
+
+def _endpoint(ctx: Context, which: str, default: int) -> tuple[np.ndarray, str]:
+    n = len(ctx.map.labels)
+    i = int(st.number_input(f"{which}: image index", 0, n - 1, min(default, n - 1), key=f"interp_{which}"))
+    return ctx.map.encoded.latents[i], f"#{i} ({_label(ctx, i)})"
+
+
+def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
+    st.subheader("Interpolate")
+    lat = ctx.map.encoded.latents
+    sources = ["selection", "indices"] + (["selection → spot"] if ctx.params.n_components == 2 else [])
+    source = st.radio("Endpoints from", sources, horizontal=True, key="interp_src")
+    if source == "selection" and len(pick.ids) >= 2:
+        a, b = pick.ids[0], pick.ids[-1]
+        z0, z1, what = lat[a], lat[b], f"#{a} ({_label(ctx, a)}) → #{b} ({_label(ctx, b)})"
+    elif source == "selection → spot" and pick.ids and pick.spot is not None:
+        a = pick.ids[0]
+        z1, _, far = _decode_spot(ctx, pick.spot)
+        z0, what = lat[a], f"#{a} ({_label(ctx, a)}) → spot ({pick.spot[0]:.2f}, {pick.spot[1]:.2f})"
+        _far_warning(far)
+    else:
+        if source != "indices":
+            st.caption(
+                "Select at least two points (or a point and a spot) on the map; until then the indices below are used."
+            )
+        c1, c2 = st.columns(2)
+        with c1:
+            z0, n0 = _endpoint(ctx, "A", 0)
+        with c2:
+            z1, n1 = _endpoint(ctx, "B", 1)
+        what = f"{n0} → {n1}"
+    c1, c2 = st.columns(2)
+    steps = c1.slider("Steps", 2, 64, 16, key="interp_steps")
+    method = c2.radio("Path", ["slerp", "lerp"], horizontal=True, key="interp_method")
+    path = ops.interpolate(z0, z1, steps, method)  # (steps, L)
+    frames = ops.decode(state.model(ctx.ckpt), path)
+    st.markdown(f"**{what}**, {steps} steps, {method}")
+    strip = images.strip(frames, scale=2)
+    st.image(strip, use_container_width=True)
+    d1, d2 = st.columns(2)
+    d1.download_button("PNG strip", images.png_bytes(strip), "interpolation.png", "image/png")
+    d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "interpolation.gif", "image/gif")
+    pts = ctx.map.projection.transform(path)
+    return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
+
+
+def interpolate_view() -> None:
+    _page("map_interp", _interpolate_panel)
+
+
+# ----------------------------------------------------------------------------------------- sample
+
+
+def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
+    st.subheader("Sample")
+    model = state.model(ctx.ckpt)
+    c1, c2, c3 = st.columns(3)
+    n = c1.select_slider("How many", [16, 36, 64, 100], value=64, key="samp_n")
+    temperature = c2.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="samp_t")
+    seed = int(c3.number_input("Seed", 0, 2**31 - 1, 0, key="samp_seed"))
+    if ctx.ckpt.kind == "vae":
+        z = ops.sample(model, n, temperature=temperature, seed=seed)
+        st.caption("From the prior N(0, T²·I).")
+    else:
+        post = state.aggregate_posterior(ctx.key, model, ctx.map.encoded.latents)
+        z = ops.sample(model, n, temperature=temperature, seed=seed, posterior=post)
+        st.caption(
+            f"From a {post.n_components}-component Gaussian mixture fitted to the {len(ctx.map.labels):,} encoded "
+            "images (this model has no prior)"
+            + (", projected to valid sparse codes." if ctx.ckpt.kind == "sae" else ".")
+        )
+    grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=2)
+    st.image(grid, use_container_width=True)
+    st.download_button("PNG grid", images.png_bytes(grid), "samples.png", "image/png")
+    return [overlay_trace(ctx.map.projection.transform(z), "samples", name="samples")]
+
+
+def sample_view() -> None:
+    _page("map_sample", _sample_panel)
+
+
+# --------------------------------------------------------------------------------------- traverse
+
+
+def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
+    st.subheader("Traverse")
+    lat = ctx.map.encoded.latents
+    n = len(lat)
+    default = pick.ids[0] if pick.ids else 0
+    c1, c2 = st.columns(2)
+    i = int(
+        c1.number_input("Image index", 0, n - 1, default, key="trav_i", help="Defaults to the first selected point")
+    )
+    z = lat[i]
+    sparse = ctx.ckpt.kind == "sae"
+    if sparse:
+        top = int(np.argmax(z))
+        label = f"Feature (this image's strongest is {top})"
+        dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, top, key=f"trav_dim_{i}"))
+    else:
+        spread = lat.std(0)
+        dim = int(c2.number_input("Dimension", 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
+    steps = st.slider("Steps", 3, 32, 12, key="trav_steps")
+    values = ops.traverse_range(lat, dim, n=steps, sparse=sparse)
+    path = ops.traverse(z, dim, values)
+    frames = ops.decode(state.model(ctx.ckpt), path)
+    st.markdown(
+        f"**#{i} ({_label(ctx, i)})**, {'feature' if sparse else 'z'}[{dim}] from {values[0]:.2f} to {values[-1]:.2f}"
+    )
+    strip = images.strip(frames, scale=2)
+    st.image(strip, use_container_width=True)
+    d1, d2 = st.columns(2)
+    d1.download_button("PNG strip", images.png_bytes(strip), "traversal.png", "image/png")
+    d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "traversal.gif", "image/gif")
+    pts = ctx.map.projection.transform(path)
+    return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]
+
+
+def traverse_view() -> None:
+    _page("map_trav", _traverse_panel)

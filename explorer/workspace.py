@@ -1,0 +1,196 @@
+"""Checkpoint + dataset + parameters -> everything a map view shows, cached on disk by content digest.
+
+The cache key is the SHA-256 of the checkpoint bytes, the SHA-256 of the mapped images
+and labels, and the projection parameters (with format versions), so a second session,
+or a second user of a hosted app, gets the same map instantly, and an uploaded file
+never collides with another of the same name. Shipped checkpoints have their maps
+precomputed in ``checkpoints/bundles`` (``python -m explorer project``); the cold start
+of the default view reads one of those and needs neither torch nor a fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from explorer.latents import LATENTS_VERSION, Encoded
+from explorer.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = REPO / "checkpoints"
+SHIPPED_BUNDLES = CHECKPOINT_DIR / "bundles"
+CACHE_MAX_BYTES = int(os.environ.get("EXPLORER_CACHE_MAX_MB", "2048")) * 2**20
+
+
+def sha256(data: bytes | memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def data_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([list(images.shape), str(images.dtype)]).encode())
+    h.update(np.ascontiguousarray(images).data)
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EXPLORER_CACHE_DIR", "~/.cache/latent-explorer")).expanduser()
+
+
+class DiskCache:
+    """Files named by hex digest, written atomically; oldest evicted past ``max_bytes``."""
+
+    def __init__(self, root: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+
+    def path(self, key: str) -> Path:
+        if not key.isalnum():
+            raise ValueError("cache keys are hex digests")
+        return self.root / f"{key}.npz"
+
+    def get(self, key: str) -> bytes | None:
+        p = self.path(key)
+        try:
+            data = p.read_bytes()
+        except OSError:
+            return None
+        os.utime(p)  # recently used: evicted last
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.path(key))
+        self._evict()
+
+    def _evict(self) -> None:
+        files = sorted(self.root.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in files)
+        while files and total > self.max_bytes:
+            victim = files.pop(0)
+            total -= victim.stat().st_size
+            victim.unlink(missing_ok=True)
+
+
+def latents_key(checkpoint_digest: str, data_key: str) -> str:
+    return sha256(f"latents/{LATENTS_VERSION}/{checkpoint_digest}/{data_key}".encode())
+
+
+def map_key(checkpoint_digest: str, data_key: str, params: ProjectionParams) -> str:
+    return sha256(f"map/{PROJECTION_VERSION}/{checkpoint_digest}/{data_key}/{params.digest()}".encode())
+
+
+@dataclass
+class MapData:
+    """What the map view draws: positions, labels and the fields it can colour by. numpy only."""
+
+    projection: Projection
+    encoded: Encoded
+    labels: np.ndarray
+    class_names: list[str]
+    seconds: float = 0.0  # time spent computing (0 when read from a bundle or the cache)
+    source: str = "computed"  # computed | cache | bundle
+
+
+def _bundle_bytes(proj: Projection, enc: Encoded, labels: np.ndarray, class_names: list[str]) -> bytes:
+    extra = {f"enc_{k}": v for k, v in enc.fields().items() if k != "latents"}
+    extra["labels"] = labels.astype(np.int64)
+    extra["class_names"] = np.array(class_names, dtype=str) if class_names else np.zeros(0, dtype="<U1")
+    return proj.to_bytes(extra)
+
+
+def _from_bundle(data: bytes, source: str) -> MapData:
+    proj, extra = Projection.from_bytes(data)
+    enc = Encoded(latents=proj.latents, **{k[4:]: v for k, v in extra.items() if k.startswith("enc_")})
+    return MapData(proj, enc, extra["labels"], [str(c) for c in extra["class_names"]], 0.0, source)
+
+
+def cached_map(checkpoint_digest: str, data_key: str, params: ProjectionParams, cache: DiskCache) -> MapData | None:
+    """The map from the shipped bundles or the disk cache, or None."""
+    key = map_key(checkpoint_digest, data_key, params)
+    for where, store in (("bundle", DiskCache(SHIPPED_BUNDLES)), ("cache", cache)):
+        data = store.get(key) if store.root.is_dir() else None
+        if data is not None:
+            try:
+                return _from_bundle(data, where)
+            except Exception:  # noqa: BLE001  a stale or damaged cache file is recomputed, never fatal
+                continue
+    return None
+
+
+def compute_map(
+    model,
+    checkpoint_digest: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    params: ProjectionParams,
+    cache: DiskCache,
+    *,
+    progress: Progress = _no_progress,
+    store_in: DiskCache | None = None,
+) -> MapData:
+    """Encode (or read cached latents) and fit the projection; stores the result in the cache."""
+    from explorer.latents import encode_dataset
+    from explorer.projection import fit
+
+    t0 = time.perf_counter()
+    data_key = data_digest(images, labels)
+    lkey = latents_key(checkpoint_digest, data_key)
+    enc = None
+    if (raw := cache.get(lkey)) is not None:
+        try:
+            enc = Encoded.from_bytes(raw)
+        except Exception:  # noqa: BLE001
+            enc = None
+    if enc is None:
+        enc = encode_dataset(model, images, progress=lambda f, m: progress(0.2 * f, m))
+        cache.put(lkey, enc.to_bytes())
+    proj = fit(enc.latents, params, progress=lambda f, m: progress(0.2 + 0.8 * f, m))
+    result = MapData(proj, enc, labels, class_names, time.perf_counter() - t0, "computed")
+    (store_in or cache).put(map_key(checkpoint_digest, data_key, params), _bundle_bytes(proj, enc, labels, class_names))
+    return result
+
+
+class MemoryCache:
+    """A small LRU with a time to live, for objects shared by every session of a hosted app.
+
+    Keys are content digests, so two users never see each other's entries unless they
+    hold the same bytes; ``max_entries`` and ``ttl_s`` bound the memory many users can pin.
+    """
+
+    def __init__(self, max_entries: int = 8, ttl_s: float = 3600.0) -> None:
+        from collections import OrderedDict
+        from threading import Lock
+
+        self.max_entries, self.ttl_s = max_entries, ttl_s
+        self._items: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._lock = Lock()
+
+    def get(self, key: str):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or time.monotonic() - item[0] > self.ttl_s:
+                self._items.pop(key, None)
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: str, value: object) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
