@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-# Colour-blind-safe qualitative palette (Okabe-Ito, extended) for up to 10 classes, then cycled.
+# Ten well-separated hues that all read on white (category10); cycled beyond ten classes.
 PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7",
-    "#56B4E9", "#F0E442", "#000000", "#999999", "#882255",
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
-OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff"}
+OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "#111111"}
 
 
 def _coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, list[float]]:
@@ -73,7 +73,7 @@ def map_figure(
         "hovermode": "closest",
         "plot_bgcolor": "white",
         "xaxis": {"showgrid": False, "zeroline": False, "title": None},
-        "yaxis": {"showgrid": False, "zeroline": False, "title": None, "scaleanchor": "x"},
+        "yaxis": {"showgrid": False, "zeroline": False, "title": None},
         "uirevision": "map",  # keeps zoom and pan across reruns
     }
     return {"data": traces, "layout": layout}
@@ -98,6 +98,9 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
     if kind == "path":
         trace.update(mode="lines+markers", line={"color": OVERLAY["path"], "width": 3},
                      marker={"size": 7, "color": OVERLAY["path"]})  # fmt: skip
+    elif kind == "selected":
+        trace.update(mode="markers", hoverinfo="skip", hovertemplate=None,
+                     marker={"size": 8, "symbol": "circle-open", "color": OVERLAY["selected"], "line": {"width": 1.5}})  # fmt: skip
     elif kind == "samples":
         trace.update(mode="markers", marker={"size": 9, "symbol": "x", "color": OVERLAY["samples"]})
     else:

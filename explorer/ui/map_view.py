@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 
@@ -36,13 +38,37 @@ def _base_figure(key: str, color_by: str, color_dim: int, _ctx: Context) -> dict
     )
 
 
-def current_pick(ctx: Context, key: str) -> Picked:
-    """The selection the map widget holds right now (readable before the map is drawn)."""
+def _remember(key: str, n_rows: int) -> None:
+    """on_select callback: fold the new selection into the sticky pick of this map.
+
+    The pick is kept apart from the widget because a figure that changes (a new overlay)
+    is a new widget to Streamlit and starts with an empty selection. Selected points
+    replace the ids and clear the spot; a box over empty space keeps the ids and sets the
+    spot (so "this point, then that spot" works); an empty selection clears both.
+    """
     event = st.session_state.get(key)
-    selection = getattr(event, "selection", None) if event is not None else None
-    if selection is None and isinstance(event, dict):
-        selection = event.get("selection")
-    return picked(dict(selection) if selection else None, n_rows=len(ctx.map.labels))
+    selection = event.get("selection") if event is not None else None
+    new = picked(dict(selection) if selection else None, n_rows=n_rows)
+    old = st.session_state.get(f"{key}:pick", Picked())
+    if new.ids:
+        st.session_state[f"{key}:pick"] = Picked(new.ids, None)
+    elif new.spot is not None:
+        st.session_state[f"{key}:pick"] = Picked(old.ids, new.spot)
+    else:
+        st.session_state[f"{key}:pick"] = Picked()
+
+
+def current_pick(ctx: Context, key: str) -> Picked:
+    """The sticky pick of this map (readable before the map is drawn). Reset when the map changes."""
+    pick = st.session_state.get(f"{key}:pick", Picked())
+    if st.session_state.get(f"{key}:map") != ctx.key:  # another checkpoint, dataset or projection
+        st.session_state[f"{key}:map"] = ctx.key
+        pick = st.session_state[f"{key}:pick"] = Picked()
+    return pick
+
+
+def clear_pick(key: str) -> None:
+    st.session_state[f"{key}:pick"] = Picked()
 
 
 def render(ctx: Context, key: str, overlays: list[dict] | None = None) -> None:
@@ -53,9 +79,9 @@ def render(ctx: Context, key: str, overlays: list[dict] | None = None) -> None:
     st.plotly_chart(
         fig,
         key=key,
-        on_select="rerun",
+        on_select=partial(_remember, key, len(ctx.map.labels)),
         selection_mode=("points", "box", "lasso") if dims == 2 else ("points",),
-        use_container_width=True,
+        width="stretch",
         config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]},
     )
     hint = (

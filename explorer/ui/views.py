@@ -66,22 +66,6 @@ def _far_warning(far: float) -> None:
 def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Map & decode")
     overlays: list[dict] = []
-    if pick.ids:
-        ids = list(pick.ids)[:MAX_THUMBS]
-        originals = ctx.dataset.images[ids]
-        recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
-        pairs = np.concatenate([originals, recon], axis=2 if originals.ndim == 3 else 2)  # side by side
-        captions = [f"#{i} {err[j]:.4f}" for j, i in enumerate(ids)]
-        grid = images.captioned_grid(pairs, captions, cols=4, scale=2)
-        more = f" (first {MAX_THUMBS} shown)" if len(pick.ids) > MAX_THUMBS else ""
-        st.markdown(f"**{len(pick.ids)} selected**{more} — original | reconstruction, per-image MSE")
-        st.image(grid, use_container_width=True)
-        st.caption(f"Mean MSE of the shown images: {err.mean():.4f}")
-    elif pick.spot is None:
-        st.info(
-            "Select images on the map to compare them with their reconstructions, or draw a small box over empty space to decode that spot."
-        )
-
     typed = st.text_input("Decode at a map coordinate", key="typed_xy", placeholder="x, y  e.g. 2.5, -1")
     spot = pick.spot
     if typed and ctx.params.n_components == 2:
@@ -97,6 +81,23 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
         st.image(images.strip(row, scale=_scale(ctx)), caption="decoded spot | its 5 nearest images in latent space")
         _far_warning(far)
         overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
+    if pick.ids:
+        ids = list(pick.ids)[:MAX_THUMBS]
+        originals = ctx.dataset.images[ids]
+        recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
+        pairs = np.concatenate([originals, recon], axis=2)  # (N, H, 2W[, C]): original | reconstruction
+        captions = [f"#{i} {err[j]:.4f}" for j, i in enumerate(ids)]
+        grid = images.captioned_grid(pairs, captions, cols=4, scale=2)
+        more = f" (first {MAX_THUMBS} shown)" if len(pick.ids) > MAX_THUMBS else ""
+        st.markdown(f"**{len(pick.ids)} selected**{more} — original | reconstruction, per-image MSE")
+        st.image(grid, width="stretch")
+        st.caption(f"Mean MSE of the shown images: {err.mean():.4f}. Double-click the map to clear the selection.")
+        overlays.insert(0, overlay_trace(ctx.map.projection.embedding[list(pick.ids)], "selected", name="selected"))
+    elif spot is None:
+        st.info(
+            "Select images on the map to compare them with their reconstructions, "
+            "or draw a small box over empty space to decode that spot."
+        )
     return overlays
 
 
@@ -143,10 +144,10 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     path = ops.interpolate(z0, z1, steps, method)  # (steps, L)
     frames = ops.decode(state.model(ctx.ckpt), path)
     st.markdown(f"**{what}**, {steps} steps, {method}")
-    strip = images.strip(frames, scale=2)
-    st.image(strip, use_container_width=True)
+    strip = images.grid(frames, cols=8, scale=2)
+    st.image(strip, width="stretch")
     d1, d2 = st.columns(2)
-    d1.download_button("PNG strip", images.png_bytes(strip), "interpolation.png", "image/png")
+    d1.download_button("PNG strip", images.png_bytes(images.strip(frames, scale=2)), "interpolation.png", "image/png")
     d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "interpolation.gif", "image/gif")
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
@@ -178,7 +179,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
             + (", projected to valid sparse codes." if ctx.ckpt.kind == "sae" else ".")
         )
     grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=2)
-    st.image(grid, use_container_width=True)
+    st.image(grid, width="stretch")
     st.download_button("PNG grid", images.png_bytes(grid), "samples.png", "image/png")
     return [overlay_trace(ctx.map.projection.transform(z), "samples", name="samples")]
 
@@ -215,10 +216,9 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.markdown(
         f"**#{i} ({_label(ctx, i)})**, {'feature' if sparse else 'z'}[{dim}] from {values[0]:.2f} to {values[-1]:.2f}"
     )
-    strip = images.strip(frames, scale=2)
-    st.image(strip, use_container_width=True)
+    st.image(images.grid(frames, cols=min(steps, 8), scale=2), width="stretch")
     d1, d2 = st.columns(2)
-    d1.download_button("PNG strip", images.png_bytes(strip), "traversal.png", "image/png")
+    d1.download_button("PNG strip", images.png_bytes(images.strip(frames, scale=2)), "traversal.png", "image/png")
     d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "traversal.gif", "image/gif")
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]

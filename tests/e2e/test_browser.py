@@ -1,0 +1,100 @@
+"""The real thing: streamlit server + Chromium. Box selection decodes images; a box over empty
+space decodes that spot; interpolation draws its path on the map. Saves the README screenshot."""
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+MAP = ".js-plotly-plot"
+
+
+def wait_for_map(page, timeout=120_000):
+    page.wait_for_selector(f"{MAP} .nsewdrag", timeout=timeout)
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length >= 1; }",
+        timeout=timeout,
+    )
+
+
+def plot_area(page):
+    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
+    assert box and box["width"] > 200 and box["height"] > 200, box
+    return box
+
+
+def drag(page, x0, y0, x1, y1):
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
+    page.mouse.move(x1, y1, steps=5)
+    page.mouse.up()
+
+
+def trace_names(page):
+    return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
+
+
+def test_box_selection_decodes_and_spot_decodes(server, page):
+    page.goto(server)
+    wait_for_map(page)
+    names = trace_names(page)
+    assert "T-shirt/top" in names and "Ankle boot" in names, names
+
+    area = plot_area(page)
+    # a box over the middle third of the map selects a few hundred images
+    drag(page, area["x"] + area["width"] * 0.3, area["y"] + area["height"] * 0.3,
+         area["x"] + area["width"] * 0.7, area["y"] + area["height"] * 0.7)  # fmt: skip
+    page.get_by_text("selected", exact=False).first.wait_for(timeout=60_000)
+    assert page.get_by_text("original | reconstruction", exact=False).count() >= 1
+    images = page.locator("[data-testid='stImage'] img")
+    images.first.wait_for(timeout=30_000)
+    assert images.count() >= 1
+    assert images.first.evaluate("img => img.naturalWidth") > 100
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "screenshot.png"))
+
+    # a tiny box in the empty top-left corner of the map: no points, but a spot to decode
+    x, y = area["x"] + 6, area["y"] + 6
+    drag(page, x, y, x + 8, y + 8)
+    page.get_by_text("Decoded at", exact=False).first.wait_for(timeout=60_000)
+    assert page.get_by_text("typical spacing", exact=False).count() >= 1
+    page.wait_for_function(
+        "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'decoded spot')", timeout=30_000
+    )
+    page.screenshot(path=str(DOCS / "spot.png"))
+
+
+def test_typed_coordinate_decodes(server, page):
+    page.goto(server)
+    wait_for_map(page)
+    field = page.get_by_label("Decode at a map coordinate")
+    field.fill("0, 0")
+    field.press("Enter")
+    page.get_by_text("Decoded at (0.00, 0.00)", exact=False).first.wait_for(timeout=60_000)
+
+
+def test_interpolation_path_is_drawn_on_the_map(server, page):
+    page.goto(server + "/interpolate")
+    wait_for_map(page)
+    page.get_by_text("Interpolate", exact=True).first.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'interpolation')", timeout=60_000
+    )
+    path = page.evaluate(
+        "() => document.querySelector('.js-plotly-plot').data.find(t => t.name === 'interpolation').x.length"
+    )
+    assert path == 16
+    assert page.get_by_role("button", name="Animated GIF").count() == 1
+    page.screenshot(path=str(DOCS / "interpolate.png"))
+
+
+@pytest.mark.parametrize("view", ["sample", "traverse"])
+def test_other_views_render_with_overlays(server, page, view):
+    page.goto(f"{server}/{view}")
+    wait_for_map(page)
+    page.wait_for_function("() => document.querySelector('.js-plotly-plot').data.length >= 11", timeout=60_000)
+    assert page.locator("[data-testid='stImage'] img").count() >= 1
+    assert page.locator("[data-testid='stException']").count() == 0
