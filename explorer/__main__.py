@@ -57,7 +57,15 @@ def _cmd_project(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-COMMANDS = [_cmd_train, _cmd_evaluate, _cmd_project]
+def _cmd_bench(sub: argparse._SubParsersAction) -> None:
+    from explorer import bench
+
+    p = sub.add_parser("bench", help="measure cold start, interactions and fresh maps; prints medians")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.main)
+
+
+COMMANDS = [_cmd_train, _cmd_evaluate, _cmd_project, _cmd_bench]
 
 
 def main(argv: list[str] | None = None) -> int:

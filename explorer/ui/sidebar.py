@@ -24,16 +24,84 @@ def _colour_options(kind: str) -> list[str]:
     return options
 
 
+ACTIVATION_CHOICES = ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"]
+
+
+def _upload_panel(sb) -> None:
+    """Upload a model (ours, a PyTorch state_dict, a .keras file) or a dataset (.npz, .zip of images)."""
+    with sb.expander("Upload a model or dataset", expanded=False):
+        files = st.file_uploader(
+            "Model: .safetensors, PyTorch state_dict (.pt/.pth; or encoder + decoder files), Keras .keras",
+            type=["safetensors", "pt", "pth", "bin", "keras"],
+            accept_multiple_files=True,
+            key="up_model",
+        )
+        c1, c2 = st.columns(2)
+        shape_text = c1.text_input("Input shape C,H,W", key="up_shape", placeholder="inferred: 784 -> 1,28,28")
+        kind = c2.selectbox("Kind", ["ae", "vae"], key="up_kind", help="A state_dict does not say; a VAE has a 2L head")
+        c3, c4 = st.columns(2)
+        act = c3.selectbox(
+            "Hidden activation", ACTIVATION_CHOICES, key="up_act", help="A state_dict does not record it"
+        )
+        latent_act = c4.selectbox("Latent activation", ["identity", *ACTIVATION_CHOICES[:-1]], key="up_lat")
+        if files:
+            blobs = [(f.name, f.getvalue()) for f in files]
+            options = {"kind": kind, "activation": act, "latent_activation": latent_act}
+            token = state.sha256(
+                b"".join(b for _, b in blobs) + repr(sorted(options.items())).encode() + shape_text.encode()
+            )
+            if st.session_state.get("up_model_done") != token:
+                st.session_state["up_model_done"] = token
+                try:
+                    if shape_text.strip():
+                        options["input_shape"] = tuple(int(v) for v in shape_text.replace(" ", "").split(","))
+                    with st.spinner("Checking and importing…"):
+                        ref = state.add_upload(blobs, options)
+                    st.session_state["ckpt"] = ref.name
+                    st.session_state["up_msg"] = ("ok", f"Loaded {ref.name}: {ref.kind}, latent {ref.latent_dim}")
+                except ValueError:
+                    st.session_state["up_msg"] = (
+                        "error",
+                        f"Input shape {shape_text!r}: type three integers, e.g. 1,28,28",
+                    )
+                except ExplorerError as exc:
+                    st.session_state["up_msg"] = ("error", f"Refused: {exc}")
+        data_file = st.file_uploader(
+            "Dataset: .npz (images, labels) or .zip of PNG/JPEG", type=["npz", "zip"], key="up_data"
+        )
+        if data_file is not None:
+            token = state.sha256(data_file.getvalue())
+            if st.session_state.get("up_data_done") != token:
+                st.session_state["up_data_done"] = token
+                ckpt_name = st.session_state.get("ckpt")
+                ref = state.uploads().get(ckpt_name) if ckpt_name in state.uploads() else None
+                shape = ref.input_shape if ref else (1, 28, 28)
+                if ref is None and ckpt_name:
+                    path = {p.stem: p for p in state.shipped_checkpoints()}.get(ckpt_name)
+                    shape = state.checkpoint_ref(path).input_shape if path else shape
+                try:
+                    label = state.add_dataset(data_file.name, data_file.getvalue(), shape)
+                    st.session_state["ds"] = label
+                    st.session_state["up_msg"] = ("ok", f"Loaded dataset {label}")
+                except ExplorerError as exc:
+                    st.session_state["up_msg"] = ("error", f"Refused: {exc}")
+        if msg := st.session_state.get("up_msg"):
+            (st.success if msg[0] == "ok" else st.error)(msg[1])
+
+
 def render() -> state.Context | None:
     sb = st.sidebar
     sb.header("Latent space explorer")
-    paths = state.shipped_checkpoints()
-    if not paths:
-        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...`.")
+    paths = {p.stem: p for p in state.shipped_checkpoints()}
+    _upload_panel(sb)
+    names = list(paths) + list(state.uploads())
+    if not names:
+        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or upload one.")
         return None
-    refs = {p.stem: p for p in paths}
-    name = sb.selectbox("Checkpoint", list(refs), key="ckpt", help="Shipped checkpoints in checkpoints/")
-    ckpt = state.checkpoint_ref(refs[name])
+    name = sb.selectbox(
+        "Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads (this session only)"
+    )
+    ckpt = state.uploads()[name] if name in state.uploads() else state.checkpoint_ref(paths[name])
     meta = ckpt.meta
     trained_on = meta.get("dataset", {}).get("name", "fashion-mnist")
     metrics = meta.get("metrics", {})
@@ -43,9 +111,10 @@ def render() -> state.Context | None:
         + (f" · test MSE {metrics['mse']:.4f}" if "mse" in metrics else "")
     )
 
-    names = dataset_names()
-    ds_name = sb.selectbox("Dataset", names, index=names.index(trained_on) if trained_on in names else 0, key="ds")
-    split = sb.radio("Split", ["test", "train"], horizontal=True, key="split")
+    datasets = dataset_names() + list(state.uploaded_datasets())
+    default = datasets.index(trained_on) if trained_on in datasets else datasets.index("fashion-mnist")
+    ds_name = sb.selectbox("Dataset", datasets, index=default, key="ds")
+    split = sb.radio("Split", ["test", "train"], horizontal=True, key="split", disabled=ds_name not in dataset_names())
     n = sb.select_slider(
         "Images to map", SIZES, value=10000, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n"
     )

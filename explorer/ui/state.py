@@ -35,9 +35,14 @@ TTL_S = 6 * 3600
 @dataclass
 class CheckpointRef:
     name: str
-    path: Path
-    digest: str
+    path: Path | None  # a shipped file, or None for an upload held in this session only
+    digest: str  # SHA-256 of the checkpoint bytes: the key of every cache
     meta: dict
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def uploaded(self) -> bool:
+        return self.data is not None
 
     @property
     def kind(self) -> str:
@@ -87,25 +92,86 @@ def checkpoint_ref(path: Path) -> CheckpointRef:
 
 
 @st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Loading the model…")
-def _model(digest: str, _path: str):
+def _model(digest: str, _source: str | bytes):
+    import torch
+
     from explorer.checkpoint import load_checkpoint
 
-    return load_checkpoint(_path)
+    # One intra-op thread per process: every request here is small (tens of images), and
+    # measured on 2 cores, two threads were 2-6x slower and erratic as soon as anything else
+    # ran (another session, a map being fitted), while one thread stayed at ~30 ms per 64 decodes.
+    torch.set_num_threads(1)
+    return load_checkpoint(_source)
 
 
 def model(ckpt: CheckpointRef):
-    return _model(ckpt.digest, str(ckpt.path))
+    return _model(ckpt.digest, ckpt.data if ckpt.data is not None else str(ckpt.path))
+
+
+# --- uploads: kept in st.session_state, so only the uploading browser session sees them -------------
+
+
+def uploads() -> dict[str, CheckpointRef]:
+    return st.session_state.setdefault("uploaded_checkpoints", {})
+
+
+def uploaded_datasets() -> dict[str, tuple[Dataset, str]]:
+    return st.session_state.setdefault("uploaded_datasets", {})
+
+
+def add_upload(files: list[tuple[str, bytes]], options: dict) -> CheckpointRef:
+    """Import uploaded model file(s) (ours, a PyTorch state_dict, a .keras file) into this session.
+
+    Raises CheckpointError with the reason; nothing is unpickled (see explorer.importers)."""
+    from explorer.checkpoint import checkpoint_bytes
+    from explorer.importers import detect_format, import_model
+
+    name = " + ".join(n for n, _ in files)
+    if len(files) == 1 and detect_format(*files[0]) == "explorer":
+        data = files[0][1]
+        meta = read_metadata(data)
+        _model(sha256(data), data)  # validates the weights now, so a bad file is refused at upload
+    else:
+        model = import_model(files, **options)
+        data = checkpoint_bytes(
+            model,
+            dataset={"name": "unknown"},
+            training={"device": "imported", "source": name},
+            metrics={},
+        )
+        meta = read_metadata(data)
+    ref = CheckpointRef(f"⬆ {name}", None, sha256(data), meta, data)
+    uploads()[ref.name] = ref
+    return ref
+
+
+def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> str:
+    from explorer.data import load_user_dataset
+
+    ds = load_user_dataset(data, filename=name, input_shape=input_shape)
+    label = f"⬆ {name}"
+    uploaded_datasets()[label] = (ds, data_digest(ds.images, ds.labels))
+    return label
 
 
 @st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Loading images…")
-def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
-    """The first n images of a seeded permutation (all of them for n = 0), fitted to the model's input."""
-    ds = load_dataset(name, split)
+def _builtin_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
+    return _subset(load_dataset(name, split), n, input_shape)
+
+
+def _subset(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     if n and n < len(ds):
         ds = ds.subset(n, seed=0)
     if ds.shape != tuple(input_shape):
         ds = fit_to_shape(ds, input_shape)
     return ds, data_digest(ds.images, ds.labels)
+
+
+def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
+    """The first n images of a seeded permutation (all of them for n = 0), fitted to the model's input."""
+    if name in uploaded_datasets():
+        return _subset(uploaded_datasets()[name][0], n, input_shape)
+    return _builtin_subset(name, split, n, input_shape)
 
 
 @st.cache_resource(show_spinner=False)

@@ -5,19 +5,32 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import images, ops
+from explorer import images
 from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
 from explorer.selection import Picked, parse_point
-from explorer.ui import map_view, sidebar, state
+from explorer.ui import map_view, sidebar, state, timing
 from explorer.ui.state import Context
 
 MAX_THUMBS = 64
+
+
+class _LazyOps:
+    """explorer.ops imports torch (about 2.5 s); the first map must not wait for it."""
+
+    def __getattr__(self, name: str):
+        from explorer import ops as module
+
+        return getattr(module, name)
+
+
+ops = _LazyOps()
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
 def _page(key: str, panel) -> None:
     """Shared skeleton: sidebar, then the panel (which may add overlays), then the map, then warm the model."""
+    timing.mark("script_start", view=key)
     ctx = sidebar.render()
     if ctx is None:
         return
@@ -31,6 +44,7 @@ def _page(key: str, panel) -> None:
             overlays = []
     with left:
         map_view.render(ctx, key, overlays)
+    timing.mark("map_drawn", view=key)
     state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
 
 
@@ -147,8 +161,10 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     strip = images.grid(frames, cols=8, scale=2)
     st.image(strip, width="stretch")
     d1, d2 = st.columns(2)
-    d1.download_button("PNG strip", images.png_bytes(images.strip(frames, scale=2)), "interpolation.png", "image/png")
-    d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "interpolation.gif", "image/gif")
+    d1.download_button(
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=2)), "interpolation.png", "image/png"
+    )
+    d2.download_button("Animated GIF", lambda: images.gif_bytes(frames, scale=4), "interpolation.gif", "image/gif")
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
 
@@ -180,7 +196,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
         )
     grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=2)
     st.image(grid, width="stretch")
-    st.download_button("PNG grid", images.png_bytes(grid), "samples.png", "image/png")
+    st.download_button("PNG grid", lambda: images.png_bytes(grid), "samples.png", "image/png")
     return [overlay_trace(ctx.map.projection.transform(z), "samples", name="samples")]
 
 
@@ -218,8 +234,10 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     )
     st.image(images.grid(frames, cols=min(steps, 8), scale=2), width="stretch")
     d1, d2 = st.columns(2)
-    d1.download_button("PNG strip", images.png_bytes(images.strip(frames, scale=2)), "traversal.png", "image/png")
-    d2.download_button("Animated GIF", images.gif_bytes(frames, scale=4), "traversal.gif", "image/gif")
+    d1.download_button(
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=2)), "traversal.png", "image/png"
+    )
+    d2.download_button("Animated GIF", lambda: images.gif_bytes(frames, scale=4), "traversal.gif", "image/gif")
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]
 

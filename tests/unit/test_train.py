@@ -73,3 +73,14 @@ def test_lr_schedule_is_a_function_of_the_step():
     assert lr_at(0, 100, 1e-3) == pytest.approx(1e-3)
     assert lr_at(100, 100, 1e-3) == pytest.approx(5e-5)
     assert lr_at(50, 100, 1e-3) < lr_at(10, 100, 1e-3)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(tmp_path):
+    """The same script under torchrun: two processes, DistributedDataParallel over gloo."""
+    out = tmp_path / "ddp.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "explorer"]
+    cmd += ["train", "--kind", "ae", *ARGS, "--epochs", "1", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert read_metadata(out)["training"]["world_size"] == 2

@@ -1,0 +1,228 @@
+"""``python -m explorer bench``: the dashboard's speed, measured the way a user meets it. Prints medians.
+
+1. cold start: a fresh ``streamlit run app.py``; server time = launch -> healthy, plus the
+   first script run's start -> map emitted (marks written by the app when
+   EXPLORER_TIMING_FILE is set); also the wall time until Chromium shows the map.
+2. interactions: server rerun time of each view in a warm process (Streamlit AppTest runs
+   the real script): select -> decode 64, interpolate 16 steps, sample 64, traverse 12.
+3. a fresh 10k map: a new Python process loads a checkpoint, encodes 10,000 images and fits
+   UMAP with an empty cache; then a second process finds it in the disk cache.
+4. click-anywhere inverse: round trip of mapped points through ``inverse``, and its speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def cold_start(runs: int) -> dict[str, float]:
+    """Server time to the first drawn map from a cold ``streamlit run``."""
+    sys.path.insert(0, str(REPO / "tests" / "e2e"))
+    from conftest import CHROMIUM, CHROMIUM_ARGS, start_server  # the same launcher the e2e tests use
+    from playwright.sync_api import sync_playwright
+
+    server_s, wall_s, health_s = [], [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory() as tmp:
+                marks = Path(tmp) / "timing.jsonl"
+                t0 = time.time()
+                proc, url = start_server(Path(tmp) / "cache", Path(tmp) / "log", {"EXPLORER_TIMING_FILE": str(marks)})
+                t_health = time.time()
+                try:
+                    page = browser.new_page()
+                    page.goto(url)
+                    page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
+                    t_visible = time.time()
+                    page.close()
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=20)
+                events = [json.loads(line) for line in marks.read_text().splitlines()]
+                start = next(e["t"] for e in events if e["event"] == "script_start")
+                drawn = next(e["t"] for e in events if e["event"] == "map_drawn")
+                health_s.append(t_health - t0)
+                server_s.append((t_health - t0) + (drawn - start))
+                wall_s.append(t_visible - t0)
+        browser.close()
+    return {
+        "cold start: launch -> healthy (s)": _median(health_s),
+        "cold start: server time to map (s)": _median(server_s),
+        "cold start: launch -> map visible in Chromium (s)": _median(wall_s),
+    }
+
+
+def interactions(runs: int) -> dict[str, float]:
+    """Warm rerun time of each interaction through the real script (AppTest)."""
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.selection import Picked
+
+    def timed(view: str, prepare) -> float:
+        at = AppTest.from_string(f"from explorer.ui import views\nviews.{view}()\n", default_timeout=300)
+        at.run()  # warm: model, map, figure cached
+        times = []
+        for i in range(runs + 1):
+            prepare(at, i)
+            t = time.perf_counter()
+            at.run()
+            times.append(time.perf_counter() - t)
+            if at.exception:
+                raise RuntimeError(at.exception)
+        return _median(times[1:]) * 1000
+
+    n = 10000
+
+    def select(at, i):
+        at.session_state["map_decode:pick"] = Picked(tuple(range(i * 64, i * 64 + 64)), None)
+
+    def interp(at, i):
+        at.session_state["map_interp:pick"] = Picked((i, n - 1 - i), None)
+
+    def sample(at, i):
+        at.session_state["samp_seed"] = i
+
+    def traverse(at, i):
+        at.session_state["trav_i"] = i
+
+    def idle(at, i):
+        pass
+
+    return {
+        "rerun, nothing changed (ms)": timed("decode_view", idle),
+        "select 64 -> decode grid (ms)": timed("decode_view", select),
+        "interpolate 16 steps (ms)": timed("interpolate_view", interp),
+        "sample 64 (ms)": timed("sample_view", sample),
+        "traverse 12 (ms)": timed("traverse_view", traverse),
+    }
+
+
+FRESH_MAP = """
+import time; t0 = time.perf_counter()
+import sys, pathlib
+from explorer.checkpoint import load_checkpoint
+from explorer.mapping import dataset_for
+from explorer.projection import ProjectionParams
+from explorer.workspace import DiskCache, cache_dir, cached_map, compute_map, data_digest, sha256
+raw = pathlib.Path(sys.argv[1]).read_bytes()
+model = load_checkpoint(raw)
+ds = dataset_for(model, "fashion-mnist", "test", 10000)
+params = ProjectionParams(seed=int(sys.argv[2]))
+cache = DiskCache(cache_dir())
+hit = cached_map(sha256(raw), data_digest(ds.images, ds.labels), params, cache)
+if hit is None:
+    compute_map(model, sha256(raw), ds.images, ds.labels, ds.class_names, params, cache)
+print(time.perf_counter() - t0, "hit" if hit else "computed")
+"""
+
+
+def fresh_map(runs: int, checkpoint: Path) -> dict[str, float]:
+    computed, cached, process = [], [], []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {**os.environ, "EXPLORER_CACHE_DIR": tmp}
+            for store in (computed, cached):
+                t = time.perf_counter()
+                out = subprocess.run(
+                    [sys.executable, "-c", FRESH_MAP, str(checkpoint), str(1000 + i)],
+                    env=env, capture_output=True, text=True, check=True, cwd=REPO,
+                )  # fmt: skip
+                wall = time.perf_counter() - t
+                secs, how = out.stdout.split()
+                store.append(wall)
+                if store is computed:
+                    process.append(float(secs))
+                    assert how == "computed", how
+                else:
+                    assert how == "hit", how
+    return {
+        f"fresh process: 10k map of {checkpoint.stem}, empty cache (s, whole process)": _median(computed),
+        "fresh process: same map from the disk cache (s, whole process)": _median(cached),
+    }
+
+
+def inverse_quality(checkpoint: Path) -> dict[str, float]:
+    import numpy as np
+
+    from explorer.workspace import SHIPPED_BUNDLES, _from_bundle
+
+    bundles = sorted(SHIPPED_BUNDLES.glob("*.npz"))
+    md = None
+    for b in bundles:
+        candidate = _from_bundle(b.read_bytes(), "bundle")
+        if candidate.projection.params.method == "umap" and candidate.projection.params.n_components == 2:
+            md = candidate
+            break
+    if md is None:
+        return {}
+    proj = md.projection
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(proj.embedding), 500, replace=False)
+    # held-out: remove the point itself from the neighbour search by nudging a quarter spacing
+    pts = proj.embedding[idx] + rng.normal(scale=0.25 * proj.spacing, size=(500, 2)).astype(np.float32)
+    z_back, _ = proj.inverse(pts)
+    z_true = proj.latents[idx]
+    rel = np.linalg.norm(z_back - z_true, axis=1) / np.linalg.norm(z_true, axis=1)
+    spread = np.linalg.norm(proj.latents - proj.latents.mean(0), axis=1).mean()
+    nn_rel = np.linalg.norm(z_back - z_true, axis=1) / spread
+    forward = proj.transform(z_back)
+    err_2d = np.linalg.norm(forward - pts, axis=1) / proj.spacing
+    t = time.perf_counter()
+    for _ in range(20):
+        proj.inverse(pts[:5])
+    inv_ms = (time.perf_counter() - t) / 20 * 1000
+    t = time.perf_counter()
+    for _ in range(20):
+        proj.transform(z_back[:20])
+    fwd_ms = (time.perf_counter() - t) / 20 * 1000
+    return {
+        "inverse: latent error / latent norm (median, 500 points)": float(np.median(rel)),
+        "inverse: latent error / mean distance to centroid (median)": float(np.median(nn_rel)),
+        "inverse -> transform round trip in the map (median, typical spacings)": float(np.median(err_2d)),
+        "inverse of 5 points (ms)": inv_ms,
+        "transform of 20 points (ms)": fwd_ms,
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    results: dict[str, float] = {}
+    checkpoint = Path(args.checkpoint)
+    parts = args.only.split(",") if args.only else ["inverse", "interactions", "fresh", "cold"]
+    if "inverse" in parts:
+        results.update(inverse_quality(checkpoint))
+    if "interactions" in parts:
+        results.update(interactions(args.runs))
+    if "fresh" in parts:
+        results.update(fresh_map(max(1, args.runs // 2), checkpoint))
+    if "cold" in parts:
+        results.update(cold_start(args.runs))
+    width = max(len(k) for k in results)
+    print(f"medians over {args.runs} runs (fresh map: {max(1, args.runs // 2)}) on {os.cpu_count()} CPU cores")
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v:10.3f}")
+    return 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--only", default="", help="comma list of: inverse, interactions, fresh, cold")
+    p.add_argument(
+        "--checkpoint",
+        default=str(REPO / "checkpoints" / "fashion-mnist-ae-conv32.safetensors"),
+        help="checkpoint for the fresh-map figure (one without a precomputed bundle)",
+    )

@@ -1,0 +1,623 @@
+"""Importers: foreign model files become explorer models that reconstruct exactly as the originals do.
+
+Every fixture is written here, in tmp_path. The .keras files are built with h5py in the layout Keras 3
+writes (Keras itself is not needed). Hostile files must be refused without running anything.
+"""
+
+import argparse
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save as st_save
+from torch import nn
+
+from explorer import CheckpointError, load_checkpoint, registry
+from explorer.importers import add_arguments, describe, detect_format, import_model, main, torch_state
+from explorer.importers.torch_state import load_state_dict_safely, natural_order
+
+TOL = 1e-5
+
+
+# --- the design source's model ---------------------------------------------------------------------------
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.fc2 = nn.Linear(128, 64)
+        self.fc3 = nn.Linear(64, 32)
+
+    def forward(self, x):
+        x = x.view(-1, 784)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return F.relu(self.fc3(x))
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(32, 64)
+        self.fc2 = nn.Linear(64, 128)
+        self.fc3 = nn.Linear(128, 784)
+
+    def forward(self, z):
+        z = F.relu(self.fc1(z))
+        z = F.relu(self.fc2(z))
+        return torch.sigmoid(self.fc3(z))
+
+
+def design_model() -> nn.Sequential:
+    torch.manual_seed(1)
+    return nn.Sequential(Encoder(), Decoder()).eval()
+
+
+def torch_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max())
+
+
+@pytest.fixture(scope="module")
+def design():
+    return design_model()
+
+
+@pytest.fixture(scope="module")
+def design_file(tmp_path_factory, design):
+    path = tmp_path_factory.mktemp("design") / "autoencoder.pt"
+    torch.save(design.state_dict(), path)
+    return path
+
+
+def test_design_source_state_dict_reconstructs_the_same(design, design_file):
+    model = import_model([(design_file.name, design_file.read_bytes())], latent_activation="relu")
+    assert model.kind == "ae" and model.config.backbone == "mlp"
+    assert model.config.hidden == (128, 64) and model.latent_dim == 32 and model.input_shape == (1, 28, 28)
+    x = torch.rand(64, 1, 28, 28)
+    with torch.no_grad():
+        d = max_diff(model.reconstruct(x), design(x).view(-1, 1, 28, 28))
+        assert max_diff(model.encode(x), design[0](x)) <= TOL
+    assert d <= TOL
+    notes = model.config.notes
+    assert notes["imported_from"] == "torch state_dict" and notes["activations_assumed"] is True
+    assert notes["encoder"] == "784-128-64-32" and notes["decoder"] == "32-64-128-784"
+    assert any("assumed" in line for line in describe(model))
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return main(parser.parse_args(argv))
+
+
+def test_cli_writes_a_checkpoint_that_loads(design, design_file, tmp_path, capsys):
+    out = tmp_path / "imported.safetensors"
+    assert _cli([str(design_file), "--out", str(out), "--latent-activation", "relu", "--dataset", "mnist"]) == 0
+    printed = capsys.readouterr().out
+    assert "784-128-64-32" in printed and "latent relu" in printed and str(out) in printed
+    model = load_checkpoint(out)
+    assert model.info["training"]["device"] == "imported"
+    assert model.info["training"]["source"] == "torch state_dict: autoencoder.pt"
+    assert model.info["dataset"] == {"name": "mnist"} and model.info["metrics"] == {}
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), design(x).view(-1, 1, 28, 28)) <= TOL
+
+
+def test_cli_errors_propagate(tmp_path):
+    with pytest.raises(CheckpointError, match="no file at"):
+        _cli([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o.safetensors")])
+    with pytest.raises(SystemExit):  # argparse rejects a malformed shape itself
+        _cli(["x.pt", "--out", "o.safetensors", "--input-shape", "28,28"])
+
+
+def test_separate_encoder_and_decoder_files_in_either_order(design, tmp_path):
+    enc, dec = torch_bytes(design[0].state_dict()), torch_bytes(design[1].state_dict())
+    x = torch.rand(16, 1, 28, 28)
+    with torch.no_grad():
+        want = design(x).view(-1, 1, 28, 28)
+    for files in ([("enc.pt", enc), ("dec.pt", dec)], [("dec.pt", dec), ("enc.pt", enc)]):
+        model = import_model(files, latent_activation="relu")
+        with torch.no_grad():
+            assert max_diff(model.reconstruct(x), want) <= TOL
+    assert any("as the encoder" in r for r in model.config.notes["remarks"])
+
+
+class PlainAE(nn.Module):
+    def __init__(self, d: int = 784):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(d, 96), nn.Tanh(), nn.Linear(96, 12))
+        self.decoder = nn.Sequential(nn.Linear(12, 96), nn.Tanh(), nn.Linear(96, d))
+
+    def forward(self, x):
+        return torch.sigmoid(self.decoder(self.encoder(x))).view(x.shape)
+
+
+def test_plain_sequential_layout_as_bare_safetensors(tmp_path):
+    torch.manual_seed(2)
+    src = PlainAE().eval()
+    # safetensors stores keys sorted (decoder before encoder): the importer must still find the encoder first
+    data = st_save({k: v.contiguous() for k, v in src.state_dict().items()})
+    assert detect_format("plain.safetensors", data) == "safetensors"
+    model = import_model([("plain.safetensors", data)], activation="tanh")
+    assert model.config.hidden == (96,) and model.latent_dim == 12 and model.config.activation == "tanh"
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), src(x)) <= TOL
+
+
+def test_natural_order_puts_fc10_after_fc2_and_encoder_first():
+    keys = ["decoder.0.weight", "fc10.weight", "fc2.weight", "encoder.0.weight", "encoder.10.weight"]
+    assert natural_order(keys) == [
+        "encoder.0.weight",
+        "encoder.10.weight",
+        "fc2.weight",
+        "fc10.weight",
+        "decoder.0.weight",
+    ]
+
+
+def test_own_conv_autoencoder_round_trip():
+    cfg = registry.config_class("ae")(
+        input_shape=(1, 28, 28), backbone="conv", hidden=(8, 16), dense=32, latent_dim=6, activation="elu"
+    )
+    torch.manual_seed(3)
+    src = registry.build(cfg).eval()
+    model = import_model([("conv.pt", torch_bytes(src.state_dict()))], activation="elu")
+    got = model.config
+    assert (got.backbone, got.hidden, got.dense, got.latent_dim, got.input_shape) == (
+        "conv",
+        (8, 16),
+        32,
+        6,
+        (1, 28, 28),
+    )
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), src.reconstruct(x)) <= TOL
+
+
+def test_other_conv_layouts_are_refused_with_the_layers_found():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Linear(10, 4), nn.Linear(4, 10))
+    data = st_save({k: v.contiguous() for k, v in net.state_dict().items()})
+    with pytest.raises(CheckpointError, match=r"conv layout not recognised.*8x1x3x3"):
+        import_model([("conv.safetensors", data)])
+
+
+class HeadsVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 64)
+        self.fc_mu = nn.Linear(64, 8)
+        self.fc_logvar = nn.Linear(64, 8)
+        self.dec1 = nn.Linear(8, 64)
+        self.dec2 = nn.Linear(64, 784)
+
+    def encode(self, x):
+        return self.fc_mu(F.relu(self.fc1(x.flatten(1))))
+
+    def decode(self, z):
+        return torch.sigmoid(self.dec2(F.relu(self.dec1(z)))).view(-1, 1, 28, 28)
+
+
+def test_vae_with_separate_mean_and_logvar_heads():
+    torch.manual_seed(4)
+    src = HeadsVAE().eval()
+    data = st_save({k: v.contiguous() for k, v in src.state_dict().items()})
+    with pytest.raises(CheckpointError, match="--kind vae"):
+        import_model([("vae.safetensors", data)])
+    model = import_model([("vae.safetensors", data)], kind="vae")
+    assert model.kind == "vae" and model.latent_dim == 8
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.encode(x), src.encode(x)) <= TOL
+        assert max_diff(model.reconstruct(x), src.decode(src.encode(x))) <= TOL
+        _, logvar = model.posterior(x)
+        assert max_diff(logvar, src.fc_logvar(F.relu(src.fc1(x.flatten(1))))) <= TOL
+
+
+def test_sae_is_not_importable(design_file):
+    with pytest.raises(CheckpointError, match="importable kinds"):
+        import_model([("m.safetensors", st_save({"w.weight": torch.zeros(2, 2)}))], kind="sae")
+
+
+def test_own_checkpoint_is_loaded_as_is(tmp_path):
+    from explorer.checkpoint import checkpoint_bytes
+
+    src = registry.build(registry.config_class("ae")(hidden=(16,), latent_dim=4))
+    model = import_model([("ours.safetensors", checkpoint_bytes(src, dataset={"name": "unit"}))])
+    assert model.info["dataset"] == {"name": "unit"}
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), src.reconstruct(x)) == 0.0
+
+
+# --- refusals: the inferred architecture ----------------------------------------------------------------
+
+
+def test_nan_weight_is_refused_naming_the_key(design):
+    state = {k: v.clone() for k, v in design.state_dict().items()}
+    state["1.fc2.weight"][3, 5] = float("nan")
+    with pytest.raises(CheckpointError, match=r"'1\.fc2\.weight' contains NaN"):
+        import_model([("nan.pt", torch_bytes(state))])
+
+
+def test_broken_chain_names_the_widths():
+    state = {"0.weight": torch.zeros(100, 784), "0.bias": torch.zeros(100)}
+    state |= {"1.weight": torch.zeros(784, 50), "1.bias": torch.zeros(784)}
+    with pytest.raises(CheckpointError, match=r"outputs 100 .* takes 50.*784->100.*50->784"):
+        import_model([("chain.safetensors", st_save(state))])
+
+
+def test_decoder_that_does_not_mirror_is_refused_with_widths():
+    sizes = [(784, 128), (128, 32), (32, 100), (100, 784)]
+    state = {}
+    for i, (a, b) in enumerate(sizes):
+        state[f"{i}.weight"], state[f"{i}.bias"] = torch.zeros(b, a), torch.zeros(b)
+    with pytest.raises(CheckpointError, match=r"784-128-32.*32-100-784.*expected decoder 32-128-784"):
+        import_model([("odd.safetensors", st_save(state))])
+
+
+def test_unknown_input_size_asks_for_input_shape():
+    state = {"e.weight": torch.zeros(10, 500), "e.bias": torch.zeros(10)}
+    state |= {"f.weight": torch.zeros(500, 10), "f.bias": torch.zeros(500)}
+    data = st_save(state)
+    with pytest.raises(CheckpointError, match=r"500 input values.*--input-shape"):
+        import_model([("x.safetensors", data)])
+    with pytest.raises(CheckpointError, match="500"):
+        import_model([("x.safetensors", data)], input_shape=(1, 28, 28))
+    st = st_save({"e.weight": torch.zeros(10, 400), "e.bias": torch.zeros(10), "f.weight": torch.zeros(400, 10)})
+    model = import_model([("y.safetensors", st)], input_shape=(1, 20, 20))
+    assert model.input_shape == (1, 20, 20) and "zero bias" in " ".join(model.config.notes["remarks"])
+
+
+def test_other_layer_types_are_refused_by_name():
+    state = {"fc.weight": torch.zeros(4, 784), "fc.bias": torch.zeros(4), "bn.running_mean": torch.zeros(4)}
+    with pytest.raises(CheckpointError, match=r"unsupported parameters: bn\.running_mean"):
+        import_model([("bn.safetensors", st_save(state))])
+
+
+# --- refusals: hostile and foreign files ------------------------------------------------------------------
+
+
+class Touch:
+    """Unpickling this creates a file: proof that something ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+class Shell:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def hostile_payload(marker) -> bytes:
+    return pickle.dumps({"fc.weight": Touch(marker), "fc.bias": Shell(marker)}, protocol=2)
+
+
+def torch_like_zip(pkl: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("archive/data.pkl", pkl)
+        zf.writestr("archive/byteorder", "little")
+        zf.writestr("archive/version", "3\n")
+    return buf.getvalue()
+
+
+def test_hostile_pickles_are_refused_and_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    payload = hostile_payload(marker)
+    with pytest.raises(CheckpointError, match="objects other than tensors and was refused"):
+        import_model([("evil.pt", torch_like_zip(payload))])
+    assert not marker.exists()
+    with pytest.raises(CheckpointError, match="legacy/raw pickle file; it is never unpickled"):
+        import_model([("evil.pt", payload)])
+    assert not marker.exists()
+    renamed = tmp_path / "evil.safetensors"
+    renamed.write_bytes(payload)
+    with pytest.raises(CheckpointError, match="pickle"):
+        load_checkpoint(renamed)
+    with pytest.raises(CheckpointError, match="pickle"):
+        import_model([(renamed.name, renamed.read_bytes())])
+    assert not marker.exists()
+    # the payload is live: unpickling it here (in the test, deliberately) does create the marker
+    pickle.loads(payload)["fc.weight"].close()
+    assert marker.exists()
+
+
+def test_whole_pickled_module_is_refused(design, tmp_path):
+    marker = tmp_path / "pwned"
+    with pytest.raises(CheckpointError, match="whole pickled model, not a state_dict; save model.state_dict()"):
+        import_model([("whole.pt", torch_bytes(design))])
+    assert not marker.exists()
+
+
+def test_torchscript_is_refused():
+    scripted = torch.jit.script(nn.Linear(4, 2))
+    buf = io.BytesIO()
+    torch.jit.save(scripted, buf)
+    with pytest.raises(CheckpointError, match=r"TorchScript archives are not supported.*state_dict\(\)"):
+        import_model([("scripted.pt", buf.getvalue())])
+
+
+def test_onnx_is_refused():
+    fake = b"\x08\x08\x12\x07pytorch\x1a\x052.3.0:\x10\n\x05graph" + bytes(64)
+    assert detect_format("model.bin", fake) == "onnx"
+    with pytest.raises(CheckpointError, match="ONNX models are not supported"):
+        import_model([("model.bin", fake)])
+    with pytest.raises(CheckpointError, match="ONNX"):
+        import_model([("model.onnx", b"\x00\x01garbage")])
+
+
+def test_empty_truncated_and_unknown_files():
+    with pytest.raises(CheckpointError, match="the file is empty"):
+        import_model([("empty.pt", b"")])
+    good = torch_bytes({"fc.weight": torch.zeros(4, 4)})
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        import_model([("cut.pt", good[: len(good) // 2])])
+    with pytest.raises(CheckpointError, match="accepted formats"):
+        import_model([("notes.txt", b"hello world, not a model")])
+    with pytest.raises(CheckpointError, match="Keras 3 format"):
+        import_model([("legacy.h5", b"\x89HDF\r\n\x1a\n" + bytes(100))])
+    with pytest.raises(CheckpointError, match="one model file, or two"):
+        import_model([("a.pt", good)] * 3)
+
+
+def test_non_state_dict_objects_are_refused():
+    with pytest.raises(CheckpointError, match="not a state_dict"):
+        import_model([("list.pt", torch_bytes([torch.zeros(2), torch.zeros(3)]))])
+
+
+def test_training_checkpoint_dict_uses_its_state_dict(design):
+    blob = {"epoch": 3, "model_state_dict": design.state_dict(), "optimizer": {"lr": 0.001}}
+    model = import_model([("ckpt.pt", torch_bytes(blob))], latent_activation="relu")
+    assert any("model_state_dict" in r for r in model.config.notes["remarks"])
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), design(x).view(-1, 1, 28, 28)) <= TOL
+
+
+def test_loader_limits_give_clear_messages():
+    big = torch_bytes({"w.weight": torch.zeros(4096, 2048)})  # 32 MiB of tensor data
+    with pytest.raises(CheckpointError, match="memory limit"):
+        load_state_dict_safely(big, "big.pt", memory_limit=8 * 2**20, timeout_s=300)
+    with pytest.raises(CheckpointError, match="longer than 0.2 s"):
+        load_state_dict_safely(big, "big.pt", timeout_s=0.2)
+
+
+def test_zip_bomb_is_refused_before_loading():
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        zf.writestr("archive/data/0", bytes(50 * 2**20))
+    with pytest.raises(CheckpointError, match="zip bomb"):
+        torch_state.check_torch_zip(buf.getvalue(), "bomb.pt")
+
+
+# --- Keras ------------------------------------------------------------------------------------------------
+
+
+def _dense(name: str, units: int, activation: str, inputs: int) -> dict:
+    init = {"module": "keras.initializers", "class_name": "GlorotUniform", "config": {"seed": None}}
+    return {
+        "module": "keras.layers",
+        "class_name": "Dense",
+        "config": {
+            "name": name,
+            "trainable": True,
+            "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}},
+            "units": units,
+            "activation": activation,
+            "use_bias": True,
+            "kernel_initializer": init,
+            "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros", "config": {}},
+            "kernel_regularizer": None,
+            "bias_regularizer": None,
+            "kernel_constraint": None,
+            "bias_constraint": None,
+        },
+        "registered_name": None,
+        "build_config": {"input_shape": [None, inputs]},
+    }
+
+
+def _input(shape: list[int], name: str) -> dict:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {"batch_shape": [None, *shape], "dtype": "float32", "sparse": False, "name": name},
+        "registered_name": None,
+    }
+
+
+def _sequential(name: str, layers: list[dict]) -> dict:
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {"name": name, "trainable": True, "dtype": "float32", "layers": layers},
+        "registered_name": None,
+    }
+
+
+def _random_stack(widths: list[int], rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [
+        (rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32), rng.normal(0, 0.1, b).astype(np.float32))
+        for a, b in zip(widths[:-1], widths[1:])
+    ]
+
+
+def write_keras(
+    path,
+    enc: list[int],
+    dec: list[int],
+    acts: tuple[str, str, str] = ("relu", "relu", "sigmoid"),
+    nested: bool = True,
+    seed: int = 0,
+    image: list[int] | None = None,
+    huge: bool = False,
+):
+    """A .keras file as Keras 3 writes it; returns the (kernel (in, out), bias, activation) of every Dense."""
+    rng = np.random.default_rng(seed)
+    hidden, latent, out = acts
+    stacks = []
+    for widths, last in ((enc, latent), (dec, out)):
+        weights = _random_stack(widths, rng)
+        stacks.append([(k, b, hidden if i < len(weights) - 1 else last) for i, (k, b) in enumerate(weights)])
+    if nested:
+        enc_layers = [_input([enc[0]], "input_layer")] + [
+            _dense("dense" if i == 0 else f"dense_{i}", k.shape[1], a, k.shape[0])
+            for i, (k, _, a) in enumerate(stacks[0])
+        ]
+        n = len(stacks[0])
+        dec_layers = [_input([dec[0]], "input_layer_1")] + [
+            _dense(f"dense_{n + i}", k.shape[1], a, k.shape[0]) for i, (k, _, a) in enumerate(stacks[1])
+        ]
+        config = _sequential("autoencoder", [_sequential("encoder", enc_layers), _sequential("decoder", dec_layers)])
+        paths = [
+            [f"layers/sequential/layers/{'dense' if i == 0 else f'dense_{i}'}" for i in range(len(s))] for s in stacks
+        ]
+        paths[1] = [p.replace("sequential/", "sequential_1/") for p in paths[1]]
+    else:
+        every = stacks[0] + stacks[1]
+        layers = [_input(image or [enc[0]], "input_layer")]
+        if image:
+            layers.append({"module": "keras.layers", "class_name": "Flatten", "config": {"name": "flatten"}})
+        layers += [_dense(f"d{i}", k.shape[1], a, k.shape[0]) for i, (k, _, a) in enumerate(every)]
+        if image:
+            layers.append(
+                {
+                    "module": "keras.layers",
+                    "class_name": "Reshape",
+                    "config": {"name": "reshape", "target_shape": image},
+                }
+            )
+        config = _sequential("autoencoder", layers)
+        flat_paths = [f"layers/{'dense' if i == 0 else f'dense_{i}'}" for i in range(len(every))]
+        paths = [flat_paths[: len(stacks[0])], flat_paths[len(stacks[0]) :]]
+    h5buf = io.BytesIO()
+    with h5py.File(h5buf, "w") as h5:
+        h5.create_group("vars")
+        for group in (["layers/sequential", "layers/sequential_1"] if nested else []) + (
+            ["layers/flatten", "layers/reshape"] if image else []
+        ):
+            h5.create_group(group).create_group("vars")
+        for stack, stack_paths in zip(stacks, paths):
+            for (k, b, _), p in zip(stack, stack_paths):
+                g = h5.create_group(p).create_group("vars")
+                if huge:
+                    # declared, never written: the file stays small but claims ~560 MB
+                    g.create_dataset("0", shape=(1_100_000, k.shape[1]), dtype="float32")
+                else:
+                    g["0"] = k
+                g["1"] = b
+        h5.create_group("optimizer").create_group("vars")["0"] = np.array(10, dtype=np.int64)
+    meta = {"keras_version": "3.6.0", "date_saved": "2025-01-01@00:00:00"}
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", json.dumps(meta))
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("model.weights.h5", h5buf.getvalue())
+    return stacks[0] + stacks[1]
+
+
+def keras_reference(stack, x: np.ndarray) -> np.ndarray:
+    """Forward pass with Keras semantics: x @ kernel + bias, then the activation."""
+    fns = {"relu": lambda v: np.maximum(v, 0), "sigmoid": lambda v: 1 / (1 + np.exp(-v)), "linear": lambda v: v}
+    fns["tanh"] = np.tanh
+    h = x.astype(np.float64)
+    for kernel, bias, act in stack:
+        h = fns[act](h @ kernel.astype(np.float64) + bias)
+    return h
+
+
+def test_keras_nested_sequentials_match_numpy_reference(tmp_path):
+    path = tmp_path / "ae.keras"
+    stack = write_keras(path, [784, 128, 64, 32], [32, 64, 128, 784])
+    assert detect_format(path.name, path.read_bytes()) == "keras"
+    model = import_model([(path.name, path.read_bytes())])
+    cfg = model.config
+    assert (cfg.hidden, cfg.latent_dim, cfg.activation, cfg.latent_activation) == ((128, 64), 32, "relu", "relu")
+    assert cfg.notes["imported_from"] == "keras" and cfg.notes["activations_assumed"] is False
+    x = np.random.default_rng(1).random((32, 784), dtype=np.float32)
+    with torch.no_grad():
+        got = model.reconstruct(torch.from_numpy(x).view(-1, 1, 28, 28)).view(32, -1).double().numpy()
+    assert np.abs(got - keras_reference(stack, x)).max() <= TOL
+
+
+def test_keras_flat_rgb_model_is_reordered_to_channels_first(tmp_path):
+    path = tmp_path / "rgb.keras"
+    stack = write_keras(
+        path, [3072, 64, 16], [16, 64, 3072], acts=("tanh", "linear", "sigmoid"), nested=False, image=[32, 32, 3]
+    )
+    model = import_model([(path.name, path.read_bytes())])
+    assert model.input_shape == (3, 32, 32) and model.config.latent_activation == "identity"
+    x = np.random.default_rng(2).random((8, 3, 32, 32), dtype=np.float32)
+    keras_in = x.transpose(0, 2, 3, 1).reshape(8, -1)  # what Keras sees: (N, H, W, C) flattened
+    want = keras_reference(stack, keras_in).reshape(8, 32, 32, 3).transpose(0, 3, 1, 2)
+    with torch.no_grad():
+        got = model.reconstruct(torch.from_numpy(x)).double().numpy()
+    assert np.abs(got - want).max() <= TOL
+
+
+def test_keras_unknown_activation_is_refused(tmp_path):
+    path = tmp_path / "selu.keras"
+    write_keras(path, [784, 64, 8], [8, 64, 784], acts=("selu", "linear", "sigmoid"))
+    with pytest.raises(CheckpointError, match="'selu'"):
+        import_model([(path.name, path.read_bytes())])
+
+
+def test_keras_linear_output_is_refused(tmp_path):
+    path = tmp_path / "linear.keras"
+    write_keras(path, [784, 64, 8], [8, 64, 784], acts=("relu", "linear", "linear"))
+    with pytest.raises(CheckpointError, match="sigmoid"):
+        import_model([(path.name, path.read_bytes())])
+
+
+def test_keras_huge_declared_dataset_is_refused_before_reading(tmp_path):
+    path = tmp_path / "huge.keras"
+    write_keras(path, [784, 64, 8], [8, 64, 784], huge=True)
+    assert path.stat().st_size < 2**20  # the file only declares the size
+    with pytest.raises(CheckpointError, match="refused before reading"):
+        import_model([(path.name, path.read_bytes())])
+
+
+def test_keras_external_storage_is_refused(tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.zeros((784, 8), np.float32).tobytes())
+    path = tmp_path / "ext.keras"
+    write_keras(path, [784, 8], [8, 784])
+    with zipfile.ZipFile(path) as zf:
+        config, meta = zf.read("config.json"), zf.read("metadata.json")
+        h5bytes = zf.read("model.weights.h5")
+    buf = io.BytesIO(h5bytes)
+    with h5py.File(buf, "a") as h5:
+        del h5["layers/sequential/layers/dense/vars/0"]
+        h5["layers/sequential/layers/dense/vars"].create_dataset(
+            "0", shape=(784, 8), dtype="float32", external=[(str(secret), 0, 784 * 8 * 4)]
+        )
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", meta)
+        zf.writestr("config.json", config)
+        zf.writestr("model.weights.h5", buf.getvalue())
+    with pytest.raises(CheckpointError, match="outside the file"):
+        import_model([(path.name, path.read_bytes())])

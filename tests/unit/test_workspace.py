@@ -1,0 +1,71 @@
+"""Maps are cached on disk by content digest: a second session (a new cache object, a new process)
+gets the same map without recomputing; a different checkpoint or dataset never collides."""
+
+import numpy as np
+import pytest
+
+from explorer import registry
+from explorer.checkpoint import checkpoint_bytes, load_checkpoint
+from explorer.projection import ProjectionParams
+from explorer.workspace import DiskCache, MemoryCache, cached_map, compute_map, data_digest, sha256
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = registry.build(registry.config_class("ae")(hidden=(32,), latent_dim=4))
+    raw = checkpoint_bytes(model)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 3, size=300)
+    return load_checkpoint(raw), sha256(raw), images, labels, tmp_path
+
+
+def test_second_session_hits_the_disk_cache(setup):
+    model, digest, images, labels, tmp = setup
+    params = ProjectionParams(n_neighbors=10)
+    first = compute_map(model, digest, images, labels, ["a", "b", "c"], params, DiskCache(tmp / "cache"))
+    assert first.source == "computed"
+    again = cached_map(digest, data_digest(images, labels), params, DiskCache(tmp / "cache"))  # a new "session"
+    assert again is not None and again.source == "cache"
+    assert np.array_equal(again.projection.embedding, first.projection.embedding)
+    assert np.array_equal(again.encoded.recon_error, first.encoded.recon_error)
+    assert again.class_names == ["a", "b", "c"]
+
+
+def test_keys_depend_on_content_params_and_checkpoint(setup):
+    model, digest, images, labels, tmp = setup
+    cache = DiskCache(tmp / "cache")
+    params = ProjectionParams(method="pca")
+    compute_map(model, digest, images, labels, [], params, cache)
+    key = data_digest(images, labels)
+    assert cached_map(digest, key, params, cache) is not None
+    assert cached_map(digest, key, ProjectionParams(method="pca", n_components=3), cache) is None
+    assert cached_map("0" * 64, key, params, cache) is None
+    other = images.copy()
+    other[0, 0, 0] ^= 1
+    assert cached_map(digest, data_digest(other, labels), params, cache) is None
+
+
+def test_disk_cache_is_bounded_and_tolerates_damage(tmp_path):
+    cache = DiskCache(tmp_path, max_bytes=3000)
+    for i in range(5):
+        cache.put(f"{i:064x}", bytes(1000))
+    assert len(list(tmp_path.glob("*.npz"))) <= 3
+    cache.put("a" * 64, b"not an npz")
+    assert cached_map("b" * 64, "c" * 64, ProjectionParams(), cache) is None
+    with pytest.raises(ValueError):
+        cache.path("../escape")
+
+
+def test_memory_cache_bounds_entries_and_age(monkeypatch):
+    import explorer.workspace as ws
+
+    now = [0.0]
+    monkeypatch.setattr(ws.time, "monotonic", lambda: now[0])
+    cache = MemoryCache(max_entries=2, ttl_s=10)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.put("c", 3)
+    assert cache.get("a") is None and cache.get("c") == 3 and len(cache) == 2
+    now[0] = 11.0
+    assert cache.get("c") is None
