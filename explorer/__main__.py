@@ -21,10 +21,14 @@ def _cmd_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoints", nargs="+")
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-root", default=None)
+    p.add_argument("--card", action="store_true", help="print a markdown model card from the metadata instead")
 
     def run(args: argparse.Namespace) -> int:
-        from explorer.evaluation import evaluate_checkpoints
+        from explorer.evaluation import evaluate_checkpoints, model_card
 
+        if args.card:
+            print(model_card(args.checkpoints))
+            return 0
         return evaluate_checkpoints(args.checkpoints, dataset=args.dataset, data_root=args.data_root)
 
     p.set_defaults(func=run)
@@ -65,7 +69,15 @@ def _cmd_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=bench.main)
 
 
-COMMANDS = [_cmd_train, _cmd_evaluate, _cmd_project, _cmd_bench]
+def _cmd_import(sub: argparse._SubParsersAction) -> None:
+    from explorer import importers
+
+    p = sub.add_parser("import", help="convert a PyTorch state_dict or a Keras .keras file into a checkpoint")
+    importers.add_arguments(p)
+    p.set_defaults(func=importers.main)
+
+
+COMMANDS = [_cmd_train, _cmd_evaluate, _cmd_project, _cmd_bench, _cmd_import]
 
 
 def main(argv: list[str] | None = None) -> int:

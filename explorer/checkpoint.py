@@ -66,12 +66,15 @@ def read_header(buf: bytes | memoryview) -> tuple[dict[str, Any], int]:
     size = len(buf)
     if size == 0:
         raise CheckpointError("the checkpoint file is empty")
-    hint = _describe_foreign(bytes(buf[:8]))
+    n = struct.unpack("<Q", bytes(buf[:8]))[0] if size >= 8 else 0
+    plausible = size >= 10 and 2 <= n <= size - 8 and bytes(buf[8:9]) == b"{"
+    # a real header length can start with the same bytes as a pickle (e.g. 640 = 0x80 0x02): look for
+    # foreign formats only when the file does not already look like safetensors
+    hint = None if plausible else _describe_foreign(bytes(buf[:8]))
     if hint:
         raise CheckpointError(hint)
     if size < 8:
         raise CheckpointError(f"the file is {size} bytes long: too short for a safetensors header (truncated?)")
-    (n,) = struct.unpack("<Q", bytes(buf[:8]))
     if n > MAX_HEADER_BYTES or n > size - 8:
         raise CheckpointError(
             f"the header claims {n} bytes but the file has {size - 8} after the length field "

@@ -20,6 +20,7 @@ import argparse
 import io
 import struct
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,14 +184,16 @@ def _import(
 
         model, info = import_keras(name, data, **options)
     else:
-        states = []
-        for (fname, fdata), ffmt in zip(files, formats):
+
+        def load(fname: str, fdata: bytes, ffmt: str) -> tuple[str, dict, list[str], list[str]]:
             if ffmt == "torch":
-                tensors, order, _remarks = torch_state.load_state_dict_safely(fdata, fname)
-            else:
-                tensors, order = torch_state.load_safetensors_state(fdata, fname)
-                _remarks = []
-            states.append((fname, tensors, order, _remarks))
+                return (fname, *torch_state.load_state_dict_safely(fdata, fname))
+            return (fname, *torch_state.load_safetensors_state(fdata, fname), [])
+
+        # two torch files load in two sandboxed children at once: most of each load is starting Python and torch
+        with ThreadPoolExecutor(max_workers=len(files)) as pool:
+            futures = [pool.submit(load, fname, fdata, ffmt) for (fname, fdata), ffmt in zip(files, formats)]
+            states = [future.result() for future in futures]
         model, info = torch_state.import_state_dicts([(n, t, o) for n, t, o, _ in states], **options)
         info["remarks"] = [r for *_, rs in states for r in rs] + info["remarks"]
         fmt = "torch" if "torch" in formats else fmt
@@ -258,11 +261,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("files", nargs="+", metavar="FILE", help="model file; or two: encoder and decoder state_dicts")
     p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument("--input-shape", type=_shape_arg, default=None, help="C,H,W (needed unless 784/1024/3072 inputs)")
+    p.add_argument(
+        "--input-shape",
+        type=_shape_arg,
+        default=None,
+        metavar="C,H,W",
+        help="C,H,W (needed unless 784/1024/3072 inputs)",
+    )
     p.add_argument("--kind", default="ae", choices=IMPORTABLE_KINDS, help="model kind (default: ae)")
-    p.add_argument("--activation", default=None, help="hidden activation of a state_dict (default: relu)")
-    p.add_argument("--latent-activation", default=None, help="encoder output activation (default: identity)")
-    p.add_argument("--dataset", default=None, help="dataset the model was trained on, recorded in the checkpoint")
+    p.add_argument(
+        "--activation", default=None, metavar="NAME", help="hidden activation of a state_dict (default: relu)"
+    )
+    p.add_argument(
+        "--latent-activation", default=None, metavar="NAME", help="encoder output activation (default: identity)"
+    )
+    p.add_argument(
+        "--dataset", default=None, metavar="NAME", help="dataset the model was trained on, recorded in the checkpoint"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

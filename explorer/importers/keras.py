@@ -24,8 +24,6 @@ from explorer.errors import CheckpointError
 from explorer.importers.torch_state import Layer, default_input_shape, model_from_layers
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from explorer.models.base import Autoencoder
 
 CONFIG_NAME = "config.json"
@@ -64,7 +62,7 @@ def _activation(value: Any, where: str) -> str:
         value = value.get("config") if isinstance(value.get("config"), str) else value.get("class_name")
     if value is None:
         value = "linear"
-    if value not in KERAS_ACTIVATIONS:
+    if not isinstance(value, str) or value not in KERAS_ACTIVATIONS:
         raise CheckpointError(
             f"{where} uses the activation {value!r}, which the explorer has no equivalent for; "
             f"supported: {', '.join(sorted(KERAS_ACTIVATIONS))}"
@@ -103,8 +101,8 @@ def _read_zip(data: bytes, name: str) -> tuple[dict[str, Any], bytes, dict[str, 
         weights = zf.read(WEIGHTS_NAME)
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise CheckpointError(f"{name}: the .keras zip archive is truncated or corrupt ({exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{name}: config.json or metadata.json is not valid JSON ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{name}: config.json or metadata.json is not valid JSON ({exc!r:.200})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{name}: config.json must hold a JSON object")
     return config, weights, meta if isinstance(meta, dict) else {}
@@ -126,9 +124,13 @@ def _input_dims(cfg: dict[str, Any]) -> tuple[int, ...] | None:
 
 
 def _parse_sequential(
-    obj: dict[str, Any], prefix: str, where: str, depth: int, shapes: list[tuple[int, ...]]
+    obj: dict[str, Any], prefix: str, name: str, trail: str, depth: int, shapes: list[tuple[int, ...]]
 ) -> list[list[_Spec]]:
-    """Dense specs of a Sequential; one list per nested Sequential (or one for a flat model)."""
+    """Dense specs of a Sequential; one list per nested Sequential (or one for a flat model).
+
+    ``prefix`` is the model's h5 path ("" or "layers/sequential/"); ``trail`` its layer path for messages.
+    """
+    where = f"{name}: layer {trail.rstrip('/')!r}" if trail else name
     if obj.get("class_name") != "Sequential":
         raise CheckpointError(
             f"{where}: only Sequential models can be imported (found {obj.get('class_name')!r}); build the "
@@ -143,6 +145,7 @@ def _parse_sequential(
         cls = str(entry.get("class_name"))
         cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
         lname = str(cfg.get("name", f"layer {index}"))
+        label = f"{trail}{lname}"
         if cls == "InputLayer":
             dims = _input_dims(cfg)
             if dims:
@@ -154,15 +157,15 @@ def _parse_sequential(
         group = snake if count == 0 else f"{snake}_{count}"
         # Keras 3 addresses a layer by class name; older writers used the layer's own name
         paths = [f"{prefix}layers/{group}", f"{prefix}layers/{lname}"]
-        here = f"{where}: layer {lname!r}"
+        here = f"{name}: layer {label!r}"
         if cls == "Dense":
             units = cfg.get("units")
-            if not isinstance(units, int) or units < 1:
+            if not isinstance(units, int) or isinstance(units, bool) or units < 1:
                 raise CheckpointError(f"{here}: 'units' must be a positive integer, got {units!r}")
             act = _activation(cfg.get("activation"), here)
-            flat.append(_Spec(lname, paths, units, bool(cfg.get("use_bias", True)), act))
+            flat.append(_Spec(label, paths, units, bool(cfg.get("use_bias", True)), act))
         elif cls == "Sequential":
-            inner = _parse_sequential(entry, f"{paths[0]}/", here, depth + 1, shapes)
+            inner = _parse_sequential(entry, f"{paths[0]}/", name, f"{label}/", depth + 1, shapes)
             groups.append([spec for part in inner for spec in part])
         elif cls in ("Activation", "ReLU"):
             act = "relu" if cls == "ReLU" else _activation(cfg.get("activation"), here)
@@ -177,8 +180,9 @@ def _parse_sequential(
                 )
             target.activation = act
         elif cls in PASSIVE:
-            if cls == "Reshape" and isinstance(cfg.get("target_shape"), list):
-                shapes.append(tuple(cfg["target_shape"]))
+            target_shape = cfg.get("target_shape")
+            if cls == "Reshape" and isinstance(target_shape, list) and all(isinstance(d, int) for d in target_shape):
+                shapes.append(tuple(target_shape))
             build = entry.get("build_config")
             if cls == "Flatten" and isinstance(build, dict):
                 dims = _input_dims({"batch_shape": build.get("input_shape")})
@@ -197,18 +201,28 @@ def _parse_sequential(
     return groups if groups else [flat]
 
 
-def _dataset(h5: Any, path: str, where: str) -> Any:
-    """The dataset at ``path``, following hard links only (no external files, no virtual datasets)."""
+def _node(h5: Any, path: str, where: str) -> Any:
+    """The object at ``path``, following hard links only (an HDF5 soft or external link could point anywhere)."""
     import h5py
 
     node = h5
     for part in path.split("/"):
-        if not isinstance(node, h5py.Group) or part not in node:
+        if not part or not isinstance(node, h5py.Group) or part not in node:
             return None
         link = node.get(part, getlink=True)
         if not isinstance(link, h5py.HardLink):
             raise CheckpointError(f"{where}: {path} is a {type(link).__name__}; only data inside the file is read")
         node = node[part]
+    return node
+
+
+def _dataset(h5: Any, path: str, where: str) -> Any:
+    """The dataset at ``path``; refused if its data lives outside the file (external or virtual storage)."""
+    import h5py
+
+    node = _node(h5, path, where)
+    if node is None:
+        return None
     if not isinstance(node, h5py.Dataset):
         raise CheckpointError(f"{where}: {path} is not a dataset")
     if node.external or node.is_virtual:
@@ -216,27 +230,29 @@ def _dataset(h5: Any, path: str, where: str) -> Any:
     return node
 
 
-def _vars_group(h5: Any, spec: _Spec) -> tuple[str, Any]:
+def _vars_group(h5: Any, spec: _Spec, name: str) -> tuple[str, Any]:
     import h5py
 
     candidates = []
     for path in spec.paths:
         candidates += [path, path.replace("layers/", "_layer_checkpoint_dependencies/")]
     for path in candidates:
-        try:
-            node = h5.get(f"{path}/vars")
-        except (KeyError, ValueError, OSError):
-            node = None
+        node = _node(h5, f"{path}/vars", f"{name}: layer {spec.name!r}")
         if isinstance(node, h5py.Group):
             return f"{path}/vars", node
     top = sorted(h5.keys())
     raise CheckpointError(
-        f"model.weights.h5 has no weights for layer {spec.name!r} (looked for {spec.paths[0]}/vars); its top-level "
-        f"groups are {top}; expected a Keras 3 'layers/...' layout"
+        f"{name}: model.weights.h5 has no weights for layer {spec.name!r} (looked for {spec.paths[0]}/vars); its "
+        f"top-level groups are {top}; expected the Keras 3 'layers/...' layout"
     )
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
 def _read_specs(weights: bytes, groups: list[list[_Spec]], name: str) -> list[list[Layer]]:
+    """Dense layers with their weights; every dataset is checked (shape, dtype, total size) before any is read."""
     import h5py
     import numpy as np
     import torch
@@ -245,50 +261,58 @@ def _read_specs(weights: bytes, groups: list[list[_Spec]], name: str) -> list[li
         h5 = h5py.File(io.BytesIO(weights), "r")
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{name}: model.weights.h5 is not a readable HDF5 file ({exc})") from None
-    total = 0
-    out: list[list[Layer]] = []
     with h5:
+        planned: list[list[tuple[_Spec, list[Any]]]] = []
+        total = 0
         for group in groups:
-            layers = []
+            planned.append([])
             for spec in group:
-                base, vars_group = _vars_group(h5, spec)
+                base, vars_group = _vars_group(h5, spec, name)
                 where = f"{name}: layer {spec.name!r}"
-                arrays: list[np.ndarray] = []
-                for index in range(2 if spec.use_bias else 1):
+                count = 2 if spec.use_bias else 1
+                extra = sorted(set(vars_group.keys()) - {str(i) for i in range(count)})
+                if extra:
+                    raise CheckpointError(
+                        f"{where}: unexpected variables {extra} under {base} (quantised or LoRA Dense layers are not "
+                        "supported)"
+                    )
+                datasets = []
+                for index in range(count):
                     ds = _dataset(h5, f"{base}/{index}", where)
                     if ds is None:
                         raise CheckpointError(f"{where}: {base}/{index} is missing from model.weights.h5")
-                    want_ndim = 2 if index == 0 else 1
                     if ds.dtype.kind != "f" or ds.dtype.itemsize not in (2, 4, 8):
                         raise CheckpointError(f"{where}: {base}/{index} has dtype {ds.dtype}; expected float")
-                    if len(ds.shape) != want_ndim or ds.shape[-1] != spec.units:
-                        raise CheckpointError(
-                            f"{where}: {base}/{index} has shape {ds.shape}; expected "
-                            f"{'(inputs, ' if index == 0 else '('}{spec.units})"
-                        )
+                    if len(ds.shape) != (2 if index == 0 else 1) or ds.shape[-1] != spec.units:
+                        expected = f"(inputs, {spec.units})" if index == 0 else f"({spec.units},)"
+                        raise CheckpointError(f"{where}: {base}/{index} has shape {ds.shape}; expected {expected}")
                     size = math.prod(ds.shape) * ds.dtype.itemsize
                     total += size
                     if total > MAX_WEIGHT_BYTES:
                         raise CheckpointError(
-                            f"{where}: the weights declare {total} bytes so far; the limit is {MAX_WEIGHT_BYTES} "
-                            "(512 MB), refused before reading"
+                            f"{where}: {base}/{index} declares {_mb(size)} ({_mb(total)} so far); the weights may take "
+                            f"at most {_mb(MAX_WEIGHT_BYTES)}, so the file was refused before reading"
                         )
+                    datasets.append(ds)
+                planned[-1].append((spec, datasets))
+        out: list[list[Layer]] = []
+        for group_plan in planned:
+            layers = []
+            for spec, datasets in group_plan:
+                where = f"{name}: layer {spec.name!r}"
+                arrays = []
+                for ds, what in zip(datasets, ("kernel", "bias")):
                     try:
-                        arrays.append(np.asarray(ds[()], dtype=np.float64))
-                    except (OSError, ValueError) as exc:
-                        raise CheckpointError(f"{where}: {base}/{index} could not be read ({exc})") from None
-                extra = sorted(set(vars_group.keys()) - {str(i) for i in range(len(arrays))})
-                if extra:
-                    raise CheckpointError(
-                        f"{where}: unexpected variables {extra} (quantised or LoRA Dense layers are not supported)"
-                    )
-                for array, what in zip(arrays, ("kernel", "bias")):
+                        array = np.asarray(ds[()], dtype=np.float32)
+                    except (OSError, ValueError, TypeError) as exc:
+                        raise CheckpointError(f"{where}: the {what} could not be read ({exc})") from None
                     if not np.isfinite(array).all():
                         raise CheckpointError(f"{where}: the {what} contains NaN or Inf values; the model is unusable")
-                kernel = arrays[0]
+                    arrays.append(array)
                 bias = torch.from_numpy(arrays[1]) if spec.use_bias else None
                 # Keras keeps kernels as (in, out); torch Linear weights are (out, in)
-                layers.append(Layer(spec.name, torch.from_numpy(np.ascontiguousarray(kernel.T)), bias, spec.activation))
+                kernel = torch.from_numpy(np.ascontiguousarray(arrays[0].T))
+                layers.append(Layer(spec.name, kernel, bias, spec.activation))
             out.append(layers)
     return out
 
@@ -329,7 +353,7 @@ def import_keras(
     """Build an explorer model from a ``.keras`` file; returns the model and what was inferred."""
     config, weights, meta = _read_zip(data, name)
     shapes: list[tuple[int, ...]] = []
-    specs = _parse_sequential(config, "", name, 0, shapes)
+    specs = _parse_sequential(config, "", name, "", 0, shapes)
     if not any(specs):
         raise CheckpointError(f"{name}: the model has no Dense layers")
     groups = [g for g in _read_specs(weights, specs, name) if g]
@@ -340,7 +364,7 @@ def import_keras(
         input_shape = found
     shape = default_input_shape(size, input_shape, name)
     remarks = []
-    if shape[0] == 3:
+    if shape[0] == 3 and layers[-1].out_features == size:  # a mismatch is reported by model_from_layers
         # Keras image arrays are (N, H, W, C), so a flat 3-channel input is almost surely in H, W, C order
         _channels_last_to_first(layers, shape)
         remarks.append("reordered the input and output pixels from Keras' channels-last to channels-first")

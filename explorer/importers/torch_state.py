@@ -203,6 +203,10 @@ def check_torch_zip(data: bytes, name: str) -> bytes:
         raise CheckpointError(f"{name}: the zip archive is truncated or corrupt ({exc})") from None
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
 def _refusal_detail(stderr: str) -> str:
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", stderr)
     if found:
@@ -260,7 +264,8 @@ def load_state_dict_safely(
         )
     if rc == _RC_MEMORY:
         raise CheckpointError(
-            f"{name}: loading needed more than the {memory_limit / 2**30:.3g} GiB memory limit and was stopped"
+            f"{name}: loading needed more than the {_size(memory_limit)} memory limit and was stopped; a state_dict "
+            "of an autoencoder this app can show is far smaller"
         )
     if rc == _RC_TENSOR:
         raise CheckpointError(f"{name}: {stderr}; only dense float tensors can be imported")
@@ -768,7 +773,7 @@ def import_state_dicts(
     source = options.pop("source", names)
     per_file = [(name, state_to_layers(state, order, name), state, order) for name, state, order in files]
     remarks: list[str] = []
-    if len(per_file) == 2:
+    if len(per_file) == 2 and all(layer.weight.ndim == 2 for _, layers, _, _ in per_file for layer in layers):
         first, second = per_file[0][1], per_file[1][1]
         # a decoder widens (first in < last out); accept the two files in either order
         if first[0].in_features < first[-1].out_features and second[0].in_features > second[-1].out_features:

@@ -125,16 +125,20 @@ def test_cli_errors_propagate(tmp_path):
         _cli(["x.pt", "--out", "o.safetensors", "--input-shape", "28,28"])
 
 
-def test_separate_encoder_and_decoder_files_in_either_order(design, tmp_path):
-    enc, dec = torch_bytes(design[0].state_dict()), torch_bytes(design[1].state_dict())
+def test_separate_encoder_and_decoder_files_in_either_order(design):
     x = torch.rand(16, 1, 28, 28)
     with torch.no_grad():
         want = design(x).view(-1, 1, 28, 28)
-    for files in ([("enc.pt", enc), ("dec.pt", dec)], [("dec.pt", dec), ("enc.pt", enc)]):
-        model = import_model(files, latent_activation="relu")
-        with torch.no_grad():
-            assert max_diff(model.reconstruct(x), want) <= TOL
-    assert any("as the encoder" in r for r in model.config.notes["remarks"])
+    enc, dec = torch_bytes(design[0].state_dict()), torch_bytes(design[1].state_dict())
+    model = import_model([("enc.pt", enc), ("dec.pt", dec)], latent_activation="relu")
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), want) <= TOL
+    # the same split from safetensors files given decoder first (no loader process: keeps the test fast)
+    enc, dec = st_save(design[0].state_dict()), st_save(design[1].state_dict())
+    model = import_model([("dec.safetensors", dec), ("enc.safetensors", enc)], latent_activation="relu")
+    assert any("enc.safetensors as the encoder" in r for r in model.config.notes["remarks"])
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), want) <= TOL
 
 
 class PlainAE(nn.Module):
@@ -228,6 +232,16 @@ def test_vae_with_separate_mean_and_logvar_heads():
         assert max_diff(model.reconstruct(x), src.decode(src.encode(x))) <= TOL
         _, logvar = model.posterior(x)
         assert max_diff(logvar, src.fc_logvar(F.relu(src.fc1(x.flatten(1))))) <= TOL
+
+
+def test_own_mlp_vae_round_trip():
+    torch.manual_seed(5)
+    src = registry.build(registry.config_class("vae")(hidden=(64,), latent_dim=6)).eval()
+    model = import_model([("vae.safetensors", st_save(src.state_dict()))], kind="vae")
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), src.reconstruct(x)) <= TOL
+        assert max_diff(model.posterior(x)[1], src.posterior(x)[1]) <= TOL
 
 
 def test_sae_is_not_importable(design_file):
@@ -353,6 +367,7 @@ def test_whole_pickled_module_is_refused(design, tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchscript_is_refused():
     scripted = torch.jit.script(nn.Linear(4, 2))
     buf = io.BytesIO()
@@ -621,3 +636,35 @@ def test_keras_external_storage_is_refused(tmp_path):
         zf.writestr("model.weights.h5", buf.getvalue())
     with pytest.raises(CheckpointError, match="outside the file"):
         import_model([(path.name, path.read_bytes())])
+
+
+def _keras_zip(path, config, h5bytes: bytes = b"") -> bytes:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", config if isinstance(config, str) else json.dumps(config))
+        zf.writestr("model.weights.h5", h5bytes)
+    return path.read_bytes()
+
+
+def test_keras_functional_and_hostile_configs_are_refused(tmp_path):
+    functional = {"module": "keras", "class_name": "Functional", "config": {"layers": []}}
+    with pytest.raises(CheckpointError, match="only Sequential models"):
+        import_model([("f.keras", _keras_zip(tmp_path / "f.keras", functional))])
+    conv = _sequential("m", [{"class_name": "Conv2D", "config": {"name": "conv2d"}}])
+    with pytest.raises(CheckpointError, match=r"'conv2d' is a Conv2D, which is not supported"):
+        import_model([("c.keras", _keras_zip(tmp_path / "c.keras", conv))])
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        import_model([("d.keras", _keras_zip(tmp_path / "d.keras", deep))])
+
+
+def test_keras_links_out_of_the_file_are_refused(tmp_path):
+    path = tmp_path / "link.keras"
+    write_keras(path, [784, 8], [8, 784])
+    with zipfile.ZipFile(path) as zf:
+        config, h5bytes = zf.read("config.json").decode(), zf.read("model.weights.h5")
+    buf = io.BytesIO(h5bytes)
+    with h5py.File(buf, "a") as h5:
+        del h5["layers/sequential/layers/dense"]
+        h5["layers/sequential/layers/dense"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
+    with pytest.raises(CheckpointError, match="ExternalLink"):
+        import_model([(path.name, _keras_zip(path, config, buf.getvalue()))])

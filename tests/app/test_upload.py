@@ -1,0 +1,73 @@
+"""Uploads live in the uploading session only; hostile files are refused with a message, the app keeps running."""
+
+import pickle
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import registry
+from explorer.checkpoint import checkpoint_bytes
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def session(path, name="model.safetensors") -> AppTest:
+    script = f"""
+from pathlib import Path
+import streamlit as st
+from explorer.errors import ExplorerError
+from explorer.ui import state, views
+if "uploaded" not in st.session_state:
+    st.session_state["uploaded"] = True
+    try:
+        ref = state.add_upload([({name!r}, Path({str(path)!r}).read_bytes())], {{}})
+        st.session_state["ckpt"] = ref.name
+        st.session_state["n"] = 1000
+    except ExplorerError as exc:
+        st.error(f"Refused: {{exc}}")
+views.decode_view()
+"""
+    return AppTest.from_string(script, default_timeout=240)
+
+
+def model_file(tmp_path, kind, latent, tag):
+    model = registry.build(registry.config_class(kind)(hidden=(32,), latent_dim=latent))
+    path = tmp_path / f"{tag}.safetensors"
+    path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
+    return path
+
+
+def test_two_sessions_with_the_same_file_name_see_only_their_own(tmp_path):
+    a = session(model_file(tmp_path, "ae", 4, "a")).run()
+    b = session(model_file(tmp_path, "vae", 6, "b")).run()
+    for at in (a, b):
+        assert not at.exception, at.exception
+        options = at.sidebar.selectbox(key="ckpt").options
+        assert options.count("⬆ model.safetensors") == 1, options
+    assert "latent 4" in a.sidebar.caption[0].value and "AE" in a.sidebar.caption[0].value
+    assert "latent 6" in b.sidebar.caption[0].value and "VAE" in b.sidebar.caption[0].value
+    # a fresh session has no uploads at all
+    fresh = AppTest.from_string("from explorer.ui import views\nviews.decode_view()\n", default_timeout=240).run()
+    assert not any(o.startswith("⬆") for o in fresh.sidebar.selectbox(key="ckpt").options)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_hostile_upload_is_refused_and_the_app_stays_up(tmp_path):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.safetensors"
+    bad.write_bytes(pickle.dumps(_Payload(marker)))
+    at = session(bad, name="evil.safetensors").run()
+    assert not at.exception, at.exception
+    assert any("Refused" in e.value and "pickle" in e.value for e in at.error), [e.value for e in at.error]
+    assert not marker.exists()
+    assert len(at.get("plotly_chart")) == 1, "the default map is still drawn"
