@@ -62,7 +62,10 @@ class DiskCache:
             data = p.read_bytes()
         except OSError:
             return None
-        os.utime(p)  # recently used: evicted last
+        try:
+            os.utime(p)  # recently used: evicted last
+        except OSError:
+            pass  # a read-only location (shipped bundles in an installed copy) is fine
         return data
 
     def put(self, key: str, data: bytes) -> None:

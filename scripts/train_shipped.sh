@@ -13,5 +13,5 @@ run --kind sae --backbone mlp --hidden "" --latent-dim 1024 --k 32 --dataset fas
     --out checkpoints/fashion-mnist-sae-topk1024.safetensors
 run --kind ae --backbone mlp --hidden 128,64 --latent-dim 32 --dataset mnist --epochs 60 --batch-size 64 \
     --out checkpoints/mnist-ae-mlp32.safetensors
-run --kind dae --backbone mlp --hidden 512,256 --latent-dim 32 --noise salt_pepper --noise-level 0.2 \
-    --dataset fashion-mnist --epochs 15 --out checkpoints/fashion-mnist-dae-mlp32.safetensors
+run --kind dae --backbone conv --hidden 32,64 --latent-dim 32 --noise gaussian --noise-level 0.15 \
+    --dataset fashion-mnist --epochs 10 --out checkpoints/fashion-mnist-dae-conv32.safetensors

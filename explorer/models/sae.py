@@ -31,11 +31,19 @@ class SAEConfig(ModelConfig):
     sparsity: str = "topk"
     k: int = 32  # topk: active features per input
     l1_coeff: float = 1e-3  # l1: weight of sum |activation| per input
+    # Dead features (silent for dead_steps training steps) get a second chance through an
+    # auxiliary loss: their top aux_k pre-activations, added to the live code, must lower the
+    # reconstruction error. Without it most of an overcomplete dictionary never fires.
+    aux_k: int = 256
+    aux_coeff: float = 1 / 32
+    dead_steps: int = 200
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sparsity not in SPARSITY:
             raise ConfigError(f"sparsity must be one of {', '.join(SPARSITY)}, got {self.sparsity!r}")
+        if self.aux_k < 1 or self.aux_coeff < 0 or self.dead_steps < 1:
+            raise ConfigError("aux_k and dead_steps must be >= 1 and aux_coeff >= 0")
         if not 1 <= int(self.k) <= self.latent_dim:
             raise ConfigError(f"k must be between 1 and latent_dim ({self.latent_dim}), got {self.k}")
         if float(self.l1_coeff) < 0:
@@ -53,6 +61,8 @@ class SAE(Autoencoder):
         atoms = torch.randn(config.latent_dim, config.input_size)
         self.W_dec = nn.Parameter(atoms / atoms.norm(dim=1, keepdim=True))  # (F, D), unit rows
         self.b_dec = nn.Parameter(torch.zeros(config.input_size))  # (D,)
+        # training-only bookkeeping, not saved: steps since each feature last fired
+        self.register_buffer("since_fired", torch.zeros(config.latent_dim), persistent=False)
         last = self.encoder[-1]
         if isinstance(last, nn.Linear) and last.in_features == config.input_size:
             # a one-layer encoder starts as the dictionary's transpose, which avoids dead features
@@ -83,10 +93,24 @@ class SAE(Autoencoder):
         return self.W_dec
 
     def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        z = self.encode(x)
+        pre = self.pre_activations(x)  # (B, F)
+        z = self.activate(pre)
         terms = self.recon_terms(self.decode_logits(z), x)
         l0 = (z > 0).float().sum(1).mean().detach()
         total = terms["recon"]
+        if self.training and self.config.aux_coeff > 0:
+            with torch.no_grad():
+                self.since_fired += 1
+                self.since_fired[(z > 0).any(0)] = 0
+            dead = self.since_fired > self.config.dead_steps  # (F,)
+            n_dead = int(dead.sum())
+            if n_dead:
+                masked = pre.masked_fill(~dead, float("-inf"))
+                values, idx = masked.topk(min(self.config.aux_k, n_dead), dim=-1)
+                z_aux = torch.zeros_like(pre).scatter(-1, idx, torch.relu(values))
+                aux = self.recon_terms(self.decode_logits(z.detach() + z_aux), x)["recon"]
+                total = total + self.config.aux_coeff * aux
+                terms["dead"] = torch.tensor(float(n_dead) / self.latent_dim)
         if self.config.sparsity == "l1":
             l1 = z.abs().sum(1).mean()
             total = total + self.config.l1_coeff * l1

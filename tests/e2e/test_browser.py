@@ -98,3 +98,54 @@ def test_other_views_render_with_overlays(server, page, view):
     page.wait_for_function("() => document.querySelector('.js-plotly-plot').data.length >= 11", timeout=60_000)
     assert page.locator("[data-testid='stImage'] img").count() >= 1
     assert page.locator("[data-testid='stException']").count() == 0
+
+
+class _Touch:
+    """Unpickling this creates a file: the marker that must never appear."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _upload(page, path):
+    page.get_by_text("Upload a model or dataset").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+
+
+def test_upload_maps_and_decodes_a_new_checkpoint(server, page, tmp_path):
+    from explorer import registry
+    from explorer.checkpoint import checkpoint_bytes
+
+    model = registry.build(registry.config_class("ae")(hidden=(64,), latent_dim=8))
+    path = tmp_path / "my-model.safetensors"
+    path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
+    page.goto(server)
+    wait_for_map(page)
+    _upload(page, path)
+    page.get_by_text("Loaded ⬆ my-model.safetensors", exact=False).wait_for(timeout=60_000)
+    # the new model's map is computed on the spot, then selection decodes with the uploaded model
+    page.get_by_text("latent 8", exact=False).first.wait_for(timeout=180_000)
+    wait_for_map(page, timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stProgress\"]')", timeout=180_000)
+    area = plot_area(page)
+    drag(page, area["x"] + area["width"] * 0.2, area["y"] + area["height"] * 0.2,
+         area["x"] + area["width"] * 0.8, area["y"] + area["height"] * 0.8)  # fmt: skip
+    page.get_by_text("selected", exact=False).first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_hostile_upload_is_refused_in_the_browser(server, page, tmp_path):
+    import pickle
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(pickle.dumps(_Touch(tmp_path / "pwned")))
+    page.goto(server)
+    wait_for_map(page)
+    _upload(page, path)
+    page.get_by_text("Refused:", exact=False).first.wait_for(timeout=60_000)
+    assert page.get_by_text("Python pickle", exact=False).count() >= 1
+    assert not (tmp_path / "pwned").exists()
+    wait_for_map(page)  # still up, default map still there

@@ -151,3 +151,17 @@ def test_config_from_dict_rejects_unknown_keys():
     data["gamma"] = 2
     with pytest.raises(ConfigError, match="unknown config key\\(s\\) gamma for kind 'vae'"):
         registry.config_from_dict(data)
+
+
+def test_sae_dead_features_get_a_gradient_through_the_aux_loss():
+    model = registry.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, aux_k=8))
+    model.train()
+    x = torch.rand(8, 1, 28, 28)
+    model.since_fired.fill_(5.0)  # every feature counts as dead before this step
+    terms = model.loss(x)
+    assert "dead" in terms
+    terms["loss"].backward()
+    alive = (model.encode(x) > 0).any(0)
+    grads = model.W_dec.grad.abs().sum(1)
+    assert (grads[~alive] > 0).any(), "dead atoms must receive gradient from the aux loss"
+    assert "since_fired" not in model.state_dict(), "bookkeeping is not saved in checkpoints"
