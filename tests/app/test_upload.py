@@ -71,3 +71,37 @@ def test_hostile_upload_is_refused_and_the_app_stays_up(tmp_path):
     assert any("Refused" in e.value and "pickle" in e.value for e in at.error), [e.value for e in at.error]
     assert not marker.exists()
     assert len(at.get("plotly_chart")) == 1, "the default map is still drawn"
+
+
+def test_uploaded_dataset_is_mapped_with_the_default_model(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mine.npz"
+    # 32x32 RGB images: converted to the model's 1x28x28 on upload
+    np.savez(path, images=rng.integers(0, 256, (400, 32, 32, 3), dtype=np.uint8), labels=rng.integers(0, 4, 400))
+    script = f"""
+from pathlib import Path
+import streamlit as st
+from explorer.ui import state, views
+if "uploaded" not in st.session_state:
+    st.session_state["uploaded"] = True
+    st.session_state["ds"] = state.add_dataset("mine.npz", Path({str(path)!r}).read_bytes(), (1, 28, 28))
+views.decode_view()
+"""
+    at = AppTest.from_string(script, default_timeout=240).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="ds").value == "⬆ mine.npz"
+    assert "400 images" in at.sidebar.caption[-1].value
+
+
+def test_dataset_that_does_not_fit_is_refused_with_sizes(tmp_path):
+    import numpy as np
+
+    from explorer.data import load_user_dataset
+    from explorer.errors import DatasetError
+
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=np.zeros((10, 5, 5), np.uint8))
+    with pytest.raises(DatasetError, match="5"):
+        load_user_dataset(path.read_bytes(), filename="tiny.npz", input_shape=(1, 28, 28))
