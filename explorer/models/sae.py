@@ -37,6 +37,9 @@ class SAEConfig(ModelConfig):
     aux_k: int = 256
     aux_coeff: float = 1 / 32
     dead_steps: int = 200
+    # Every resample_every steps, features still dead are re-pointed at the worst-reconstructed
+    # inputs of the last batch (0 = never).
+    resample_every: int = 500
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +66,8 @@ class SAE(Autoencoder):
         self.b_dec = nn.Parameter(torch.zeros(config.input_size))  # (D,)
         # training-only bookkeeping, not saved: steps since each feature last fired
         self.register_buffer("since_fired", torch.zeros(config.latent_dim), persistent=False)
+        self._steps = 0
+        self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, x_hat) for resampling
         last = self.encoder[-1]
         if isinstance(last, nn.Linear) and last.in_features == config.input_size:
             # a one-layer encoder starts as the dictionary's transpose, which avoids dead features
@@ -98,6 +103,8 @@ class SAE(Autoencoder):
         terms = self.recon_terms(self.decode_logits(z), x)
         l0 = (z > 0).float().sum(1).mean().detach()
         total = terms["recon"]
+        if self.training:
+            self._last_batch = (x.detach(), torch.sigmoid(self.decode_logits(z.detach())).detach())
         if self.training and self.config.aux_coeff > 0:
             with torch.no_grad():
                 self.since_fired += 1
@@ -119,4 +126,32 @@ class SAE(Autoencoder):
 
     @torch.no_grad()
     def post_step(self) -> None:
+        self._steps += 1
+        every = self.config.resample_every
+        if every and self._steps % every == 0:
+            self.resample_dead()
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def resample_dead(self) -> int:
+        """Point dead features at what the model reconstructs worst; returns how many were reset."""
+        dead = self.since_fired > self.config.dead_steps
+        n_dead = int(dead.sum())
+        if not n_dead or self._last_batch is None:
+            return 0
+        x, x_hat = self._last_batch
+        resid = (x - x_hat).flatten(1).float()  # (B, D): what the live features miss
+        score = resid.pow(2).sum(1)
+        if float(score.sum()) <= 0:
+            return 0
+        pick = torch.multinomial(score / score.sum(), n_dead, replacement=True)
+        atoms = resid[pick] / resid[pick].norm(dim=1, keepdim=True).clamp_min(1e-8)  # (n_dead, D)
+        self.W_dec[dead] = atoms.to(self.W_dec.dtype)
+        last = self.encoder[-1]
+        if isinstance(last, nn.Linear) and last.in_features == self.config.input_size:
+            alive = ~dead
+            scale = last.weight[alive].norm(dim=1).mean() * 0.2 if alive.any() else 0.2
+            last.weight[dead] = atoms.to(last.weight.dtype) * scale
+            last.bias[dead] = 0.0
+        self.since_fired[dead] = 0
+        return n_dead

@@ -165,3 +165,16 @@ def test_sae_dead_features_get_a_gradient_through_the_aux_loss():
     grads = model.W_dec.grad.abs().sum(1)
     assert (grads[~alive] > 0).any(), "dead atoms must receive gradient from the aux loss"
     assert "since_fired" not in model.state_dict(), "bookkeeping is not saved in checkpoints"
+
+
+def test_sae_resamples_dead_features_towards_badly_reconstructed_inputs():
+    model = registry.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, resample_every=1))
+    model.train()
+    x = torch.rand(8, 1, 28, 28)
+    model.loss(x)
+    model.since_fired[:10] = 5.0
+    before = model.W_dec[:10].clone()
+    assert model.resample_dead() == 10
+    assert not torch.allclose(model.W_dec[:10], before)
+    assert torch.allclose(model.W_dec[:10].norm(dim=1), torch.ones(10), atol=1e-5)
+    assert (model.since_fired[:10] == 0).all()
