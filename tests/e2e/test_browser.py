@@ -84,7 +84,7 @@ def test_interpolation_path_is_drawn_on_the_map(server, page):
         "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'interpolation')", timeout=60_000
     )
     path = page.evaluate(
-        "() => document.querySelector('.js-plotly-plot').data.find(t => t.name === 'interpolation').x.length"
+        "() => document.querySelector('.js-plotly-plot')._fullData.find(t => t.name === 'interpolation')._length"
     )
     assert path == 16
     assert page.get_by_role("button", name="Animated GIF").count() == 1
