@@ -65,7 +65,8 @@ def picked(selection: dict[str, Any] | None, n_rows: int | None = None) -> Picke
 
 
 def parse_point(text: str, dims: int = 2) -> tuple[float, ...]:
-    """A typed map coordinate like "1.5, -2" -> (1.5, -2.0); ValueError with a readable message."""
+    """A typed map coordinate like "1.5, -2" -> (1.5, -2.0) (or a shape "1,28,28" with dims=3);
+    ValueError with a readable message."""
     parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
     if len(parts) != dims:
         raise ValueError(f"type {dims} numbers separated by a comma, e.g. {', '.join(['1.5'] * dims)}")

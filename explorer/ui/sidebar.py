@@ -7,6 +7,7 @@ import streamlit as st
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.projection import METRICS, ProjectionParams
+from explorer.selection import parse_point
 from explorer.ui import state
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
@@ -54,16 +55,16 @@ def _upload_panel(sb) -> None:
                 st.session_state["up_model_done"] = token
                 try:
                     if shape_text.strip():
-                        options["input_shape"] = tuple(int(v) for v in shape_text.replace(" ", "").split(","))
+                        values = parse_point(shape_text, 3)
+                        if not all(v.is_integer() and v > 0 for v in values):
+                            raise ValueError("C, H and W must be positive integers")
+                        options["input_shape"] = tuple(int(v) for v in values)
                     with st.spinner("Checking and importing…"):
                         ref = state.add_upload(blobs, options)
                     st.session_state["ckpt"] = ref.name
                     st.session_state["up_msg"] = ("ok", f"Loaded {ref.name}: {ref.kind}, latent {ref.latent_dim}")
-                except ValueError:
-                    st.session_state["up_msg"] = (
-                        "error",
-                        f"Input shape {shape_text!r}: type three integers, e.g. 1,28,28",
-                    )
+                except ValueError as exc:
+                    st.session_state["up_msg"] = ("error", f"Input shape {shape_text!r}: {exc}, e.g. 1,28,28")
                 except ExplorerError as exc:
                     st.session_state["up_msg"] = ("error", f"Refused: {exc}")
         data_file = st.file_uploader(

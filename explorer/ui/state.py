@@ -30,6 +30,7 @@ from explorer.workspace import (
 
 DEFAULT_CHECKPOINT = "fashion-mnist-vae-conv16"
 TTL_S = 6 * 3600
+MAX_UPLOADS = 5  # per session, for models and for datasets
 
 
 @dataclass
@@ -141,7 +142,11 @@ def add_upload(files: list[tuple[str, bytes]], options: dict) -> CheckpointRef:
         )
         meta = read_metadata(data)
     ref = CheckpointRef(f"⬆ {name}", None, sha256(data), meta, data)
-    uploads()[ref.name] = ref
+    held = uploads()
+    held.pop(ref.name, None)
+    held[ref.name] = ref
+    while len(held) > MAX_UPLOADS:  # bound what one session can pin in memory
+        held.pop(next(iter(held)))
     return ref
 
 
@@ -150,7 +155,11 @@ def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> st
 
     ds = load_user_dataset(data, filename=name, input_shape=input_shape)
     label = f"⬆ {name}"
-    uploaded_datasets()[label] = (ds, data_digest(ds.images, ds.labels))
+    held = uploaded_datasets()
+    held.pop(label, None)
+    held[label] = (ds, data_digest(ds.images, ds.labels))
+    while len(held) > MAX_UPLOADS:
+        held.pop(next(iter(held)))
     return label
 
 
