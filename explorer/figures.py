@@ -9,7 +9,7 @@ PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
-OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "#111111"}
+OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "rgba(0, 0, 0, 0.35)"}
 
 
 def _coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -102,8 +102,9 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
         trace.update(mode="lines+markers", line={"color": OVERLAY["path"], "width": 3},
                      marker={"size": 7, "color": OVERLAY["path"]})  # fmt: skip
     elif kind == "selected":
+        # thin translucent rings: a selection of a thousand points must not hide the colours under it
         trace.update(mode="markers", hoverinfo="skip", hovertemplate=None,
-                     marker={"size": 8, "symbol": "circle-open", "color": OVERLAY["selected"], "line": {"width": 1.5}})  # fmt: skip
+                     marker={"size": 7, "symbol": "circle-open", "color": OVERLAY["selected"], "line": {"width": 1}})  # fmt: skip
     elif kind == "samples":
         trace.update(mode="markers", marker={"size": 9, "symbol": "x", "color": OVERLAY["samples"]})
     else:

@@ -232,7 +232,7 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.markdown(
         f"**#{i} ({_label(ctx, i)})**, {'feature' if sparse else 'z'}[{dim}] from {values[0]:.2f} to {values[-1]:.2f}"
     )
-    st.image(images.grid(frames, cols=min(steps, 8), scale=2), width="stretch")
+    st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=2), width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(
         "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=2)), "traversal.png", "image/png"
