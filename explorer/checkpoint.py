@@ -142,12 +142,17 @@ def _read_source(source: Source) -> bytes:
         if len(data) > MAX_FILE_BYTES:
             raise CheckpointError(f"checkpoint is {len(data)} bytes; the limit is {MAX_FILE_BYTES}")
         return data
+    return read_bounded(source, what="checkpoint file")
+
+
+def read_bounded(source: str | os.PathLike, *, what: str = "file") -> bytes:
+    """A file's bytes, refused (CheckpointError) when missing or larger than MAX_FILE_BYTES."""
     path = Path(source)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint file at {path}")
+        raise CheckpointError(f"no {what} at {path}")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise CheckpointError(f"{path.name} is {size} bytes; the limit is {MAX_FILE_BYTES}")
+        raise CheckpointError(f"{path.name} is {size} bytes; the limit is {MAX_FILE_BYTES} (2 GiB)")
     return path.read_bytes()
 
 

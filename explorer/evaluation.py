@@ -16,12 +16,6 @@ from explorer.data import load_dataset, to_float
 from explorer.metrics import evaluate, pca_baseline_mse
 
 
-def pca_components(model) -> int:
-    if model.kind == "sae":
-        return max(1, math.ceil(model.info.get("metrics", {}).get("l0", model.config.k)))
-    return model.latent_dim
-
-
 def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_root: str | None = None) -> int:
     rows = []
     pca_cache: dict[tuple[str, int], float] = {}

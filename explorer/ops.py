@@ -390,38 +390,20 @@ def traverse_range(
 # ----------------------------------------------------------------------------------- nearest neighbours
 
 
-def nearest(
-    latents: np.ndarray, z: np.ndarray, k: int = 1, *, chunk_elems: int = 4_000_000
-) -> tuple[np.ndarray, np.ndarray]:
+def nearest(latents: np.ndarray, z: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows of latents (N, L) for each query z (M, L): (indices (M, k) int64, distances (M, k) float32).
 
-    Euclidean distances, nearest first. Brute force in chunks of queries, each chunk's
-    distance matrix at most ``chunk_elems`` entries; candidates are found with the
-    |a|^2 - 2ab + |b|^2 trick and their distances recomputed directly, which avoids its
-    cancellation error.
+    Euclidean, nearest first; the search itself is ``explorer.projection.knn`` (the one used for maps).
     """
-    data = np.asarray(latents, dtype=np.float64)
-    queries = np.asarray(z, dtype=np.float64)
+    from explorer.projection import knn
+
+    data = np.asarray(latents, dtype=np.float32)
+    queries = np.asarray(z, dtype=np.float32)
     if queries.ndim == 1:
         queries = queries[None]
     if data.ndim != 2 or queries.ndim != 2 or data.shape[1] != queries.shape[1]:
         raise LatentError(f"nearest needs latents (N, L) and queries (M, L), got {data.shape} and {queries.shape}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= len(data):
         raise LatentError(f"k must be an integer between 1 and the number of latents ({len(data)}), got {k!r}")
-    k = int(k)
-    sq_data = (data * data).sum(1)  # (N,)
-    step = max(1, chunk_elems // max(1, len(data)))
-    idx_out = np.empty((len(queries), k), np.int64)
-    dist_out = np.empty((len(queries), k), np.float32)
-    for i in range(0, len(queries), step):
-        q = queries[i : i + step]  # (m, L)
-        d2 = (q * q).sum(1)[:, None] - 2.0 * (q @ data.T) + sq_data[None]  # (m, N)
-        np.maximum(d2, 0.0, out=d2)  # rounding can make a tiny distance negative
-        cand = (
-            np.argpartition(d2, k - 1, axis=1)[:, :k] if k < len(data) else np.tile(np.arange(len(data)), (len(q), 1))
-        )
-        exact = np.sqrt(((data[cand] - q[:, None]) ** 2).sum(-1))  # (m, k) recomputed directly
-        order = np.argsort(exact, axis=1, kind="stable")
-        idx_out[i : i + step] = np.take_along_axis(cand, order, axis=1)
-        dist_out[i : i + step] = np.take_along_axis(exact, order, axis=1)
-    return idx_out, dist_out
+    idx, dist = knn(data, queries, int(k))
+    return idx.astype(np.int64), dist

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from explorer import registry
@@ -328,7 +327,6 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
 
 
 def main(args: argparse.Namespace) -> int:
-    np.set_printoptions(precision=4)
     mcfg, tcfg = configs_from_args(args)
     train(mcfg, tcfg)
     return 0

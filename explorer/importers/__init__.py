@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explorer.checkpoint import MAX_FILE_BYTES  # one size limit for every model file
 from explorer.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ACCEPTED", "add_arguments", "describe", "detect_format", "import_model", "main"]
 
-MAX_FILE_BYTES = 2 * 2**30
 
 ACCEPTED = (
     "accepted formats: a PyTorch state_dict saved with torch.save(model.state_dict(), 'model.pt') (one file, or "
@@ -282,17 +282,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Import ``args.files`` and write ``args.out``; CheckpointError propagates to the CLI."""
-    from explorer.checkpoint import save_checkpoint
+    from explorer.checkpoint import read_bounded, save_checkpoint
 
-    files = []
-    for raw in args.files:
-        path = Path(raw)
-        if not path.is_file():
-            raise CheckpointError(f"no file at {path}")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise CheckpointError(f"{path.name} is {size} bytes; the limit is {MAX_FILE_BYTES} (2 GiB)")
-        files.append((path.name, path.read_bytes()))
+    files = [(Path(raw).name, read_bounded(raw)) for raw in args.files]
     model, fmt = _import(
         files,
         input_shape=args.input_shape,

@@ -179,7 +179,13 @@ def _subset(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> tuple[Dat
 def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     """The first n images of a seeded permutation (all of them for n = 0), fitted to the model's input."""
     if name in uploaded_datasets():
-        return _subset(uploaded_datasets()[name][0], n, input_shape)
+        # resizing and hashing an upload is not free: once per (dataset, size, shape) in this session
+        memo = st.session_state.setdefault("uploaded_subsets", {})
+        key = (uploaded_datasets()[name][1], n, tuple(input_shape))
+        if key not in memo:
+            memo.clear()  # keep one: bounded memory per session
+            memo[key] = _subset(uploaded_datasets()[name][0], n, input_shape)
+        return memo[key]
     return _builtin_subset(name, split, n, input_shape)
 
 

@@ -235,7 +235,7 @@ def test_traverse_range_dense_and_sparse(rng):
 def test_nearest_matches_brute_force(rng):
     data = rng.standard_normal((500, 6)).astype(np.float32)
     queries = rng.standard_normal((37, 6)).astype(np.float32)
-    idx, dist = ops.nearest(data, queries, 4, chunk_elems=3000)  # several chunks of queries
+    idx, dist = ops.nearest(data, queries, 4)
     full = np.sqrt(((queries[:, None].astype(np.float64) - data[None]) ** 2).sum(-1))  # (M, N)
     ref = np.argsort(full, axis=1)[:, :4]
     assert idx.shape == dist.shape == (37, 4)
