@@ -62,7 +62,7 @@ def _cmd_project(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(sub: argparse._SubParsersAction) -> None:
-    from explorer import bench
+    from explorer.ui import bench
 
     p = sub.add_parser("bench", help="measure cold start, interactions and fresh maps; prints medians")
     bench.add_arguments(p)
