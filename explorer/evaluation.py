@@ -1,12 +1,10 @@
 """``python -m explorer evaluate``: each checkpoint's test metrics beside PCA with as many components.
 
-For an SAE the PCA gets as many components as the SAE's mean active features (L0),
-rounded up; for the other kinds as many as the latent dimensions.
+The PCA gets as many components as the model says makes a fair comparison
+(``Autoencoder.baseline_components``): the latent size, or for an SAE its mean L0 rounded up.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -26,10 +24,7 @@ def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_r
         test_ds = load_dataset(name, "test", root=data_root)
         x_test = torch.from_numpy(to_float(test_ds.images))
         metrics = evaluate(model, x_test)
-        if model.kind == "sae":
-            n_comp = max(1, math.ceil(metrics["l0"]))
-        else:
-            n_comp = model.latent_dim
+        n_comp = model.baseline_components(metrics)
         key = (name, n_comp)
         if key not in pca_cache:
             flat_tr = to_float(train_ds.images).reshape(len(train_ds), -1)
@@ -49,11 +44,11 @@ def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_r
 
 def training_command(path: str, meta: dict) -> str:
     """The `python -m explorer train` line that reproduces a checkpoint, from its own metadata."""
-    from explorer import registry
+    from explorer import models
 
     cfg = dict(meta["config"])
     kind = cfg.pop("kind")
-    defaults = registry.config_class(kind)().to_dict()
+    defaults = models.config_class(kind)().to_dict()
     parts = ["python -m explorer train", f"--kind {kind}"]
     for key, value in cfg.items():
         if key in ("notes", "input_shape") or (value == defaults.get(key) and key != "latent_dim"):

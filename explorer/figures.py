@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 # Ten well-separated hues that all read on white (category10); cycled beyond ten classes.
@@ -41,7 +43,7 @@ def map_figure(
     dims = embedding.shape[1]
     kind = "scattergl" if dims == 2 else "scatter3d"
     size = 4 if len(embedding) <= 20_000 else 3
-    traces = []
+    traces: list[dict[str, Any]] = []
     names = lambda lab: class_names[lab] if 0 <= lab < len(class_names) else "unlabelled"  # noqa: E731
     if color is None:
         for lab in np.unique(labels):
@@ -91,7 +93,7 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
     """Path (line with markers), samples (crosses) or a picked spot (star) drawn over the map."""
     dims = points.shape[1]
     coords = _coords(points, np.arange(len(points)))
-    trace = {
+    trace: dict[str, Any] = {
         "type": "scattergl" if dims == 2 else "scatter3d",
         "name": name,
         "text": labels or [f"{name} {i}" for i in range(len(points))],

@@ -17,38 +17,28 @@ def _batches(x: np.ndarray | torch.Tensor, batch_size: int):
 def evaluate(model: Autoencoder, x: torch.Tensor, *, batch_size: int = 1000) -> dict[str, float]:
     """Test-split metrics of a model on float images x (N, C, H, W) in [0, 1].
 
-    mse: per-pixel squared error; bce: per-pixel binary cross-entropy; vae adds kl
-    (nats per image); sae adds l0 (mean active features) and dead_fraction (features
-    never active on x).
+    mse: per-pixel squared error; bce: per-pixel binary cross-entropy; plus the mean of each
+    statistic the model names in ``summary_stats`` (a VAE's KL in nats, an SAE's L0); for sparse
+    codes, dead_fraction: the share of code units never active on x.
     """
     model.eval()
-    device = next(model.parameters()).device
-    sums = {"mse": 0.0, "bce": 0.0, "kl": 0.0, "l0": 0.0}
-    ever_active = None
+    device = model.device
+    sums = {"mse": 0.0, "bce": 0.0, **{name: 0.0 for name in model.summary_stats}}
+    ever_active = torch.zeros(model.latent_dim, dtype=torch.bool, device=device)  # (L,)
     for xb in _batches(x, batch_size):
         xb = xb.to(device, dtype=torch.float32)
-        if model.kind == "vae":
-            mu, logvar = model.posterior(xb)
-            z = mu
-            sums["kl"] += float(model.kl(mu, logvar).sum())
-        else:
-            z = model.encode(xb)
+        z, stats = model.image_stats(xb)  # (B, L), {name: (B,)}
         logits = model.decode_logits(z).float()
         x_hat = torch.sigmoid(logits)
         sums["mse"] += float((x_hat - xb).pow(2).mean(dim=(1, 2, 3)).sum())
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, xb, reduction="none")
         sums["bce"] += float(bce.mean(dim=(1, 2, 3)).sum())
-        if model.kind == "sae":
-            active = z > 0
-            sums["l0"] += float(active.sum())
-            hit = active.any(0)
-            ever_active = hit if ever_active is None else ever_active | hit
-    n = len(x)
-    out = {"mse": sums["mse"] / n, "bce": sums["bce"] / n}
-    if model.kind == "vae":
-        out["kl"] = sums["kl"] / n
-    if model.kind == "sae" and ever_active is not None:
-        out["l0"] = sums["l0"] / n
+        for name in model.summary_stats:
+            sums[name] += float(stats[name].sum())
+        ever_active |= (z > 0).any(0)
+    n = max(1, len(x))
+    out = {k: v / n for k, v in sums.items()}
+    if model.sparse_codes and len(x):
         out["dead_fraction"] = 1.0 - float(ever_active.float().mean())
     return out
 
@@ -56,7 +46,7 @@ def evaluate(model: Autoencoder, x: torch.Tensor, *, batch_size: int = 1000) -> 
 @torch.no_grad()
 def encode_all(model: Autoencoder, x: torch.Tensor, *, batch_size: int = 1000) -> np.ndarray:
     """Latents of every image, (N, L) float32."""
-    device = next(model.parameters()).device
+    device = model.device
     parts = [model.encode(xb.to(device, dtype=torch.float32)).float().cpu().numpy() for xb in _batches(x, batch_size)]
     return np.concatenate(parts) if parts else np.zeros((0, model.latent_dim), np.float32)
 

@@ -98,10 +98,6 @@ def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int, method: str = "slerp
 # ----------------------------------------------------------------------------------- decode and reconstruct
 
 
-def _param(model: Autoencoder) -> torch.Tensor:
-    return next(model.parameters())
-
-
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """Pixels (B, C, H, W) in [0, 1] -> uint8 (B, H, W) for one channel, (B, H, W, 3) for three."""
     px = (x.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
@@ -127,12 +123,11 @@ def decode(model: Autoencoder, z: np.ndarray, batch_size: int = 256) -> np.ndarr
     left alone (no kind has dropout or batch norm, and the UI may share one model between sessions).
     """
     z = _check_latents(model, z)
-    p = _param(model)
     c, h, w = model.input_shape
     parts = [np.zeros((0, h, w) if c == 1 else (0, h, w, 3), np.uint8)]
     bs = max(1, int(batch_size))
     for i in range(0, len(z), bs):
-        zb = torch.from_numpy(z[i : i + bs]).to(p.device, dtype=p.dtype)  # (B, L)
+        zb = torch.from_numpy(z[i : i + bs]).to(model.device, dtype=model.dtype)  # (B, L)
         parts.append(_to_uint8(model.decode(zb)))  # (B, H, W[, 3])
     return np.concatenate(parts)
 
@@ -146,11 +141,10 @@ def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -
     x_all = to_float(np.asarray(images))  # (N, C, H, W) float32 in [0, 1]
     if x_all.shape[1:] != tuple(model.input_shape):
         raise LatentError(f"images are {x_all.shape[1:]} (C, H, W) but the model takes {tuple(model.input_shape)}")
-    p = _param(model)
     recons, errors = [], []
     bs = max(1, int(batch_size))
     for i in range(0, len(x_all), bs):
-        xb = torch.from_numpy(x_all[i : i + bs]).to(p.device, dtype=p.dtype)  # (B, C, H, W)
+        xb = torch.from_numpy(x_all[i : i + bs]).to(model.device, dtype=model.dtype)  # (B, C, H, W)
         x_hat = model.decode(model.encode(xb)).float()
         errors.append((x_hat - xb.float()).pow(2).mean(dim=(1, 2, 3)).cpu().numpy())  # (B,)
         recons.append(_to_uint8(x_hat))
@@ -177,8 +171,8 @@ def _check_temperature(temperature: float) -> float:
 
 def sample_prior(model: Autoencoder, n: int, *, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
     """n latents from a VAE's prior N(0, temperature^2 I): (n, L) float32; same seed, same latents."""
-    if not hasattr(model, "sample_prior"):
-        raise LatentError(f"a {model.kind} model has no prior; only a VAE can sample from one")
+    if not model.has_prior:
+        raise LatentError(f"a {model.kind} model has no prior to sample from")
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     z = model.sample_prior(_check_count(n), _check_temperature(temperature), gen)  # (n, L)
     return z.detach().float().cpu().numpy()
@@ -295,13 +289,9 @@ class AggregatePosterior:
 
     @classmethod
     def for_model(cls, model: Autoencoder, z: np.ndarray, **kwargs) -> AggregatePosterior:
-        """Fit for ``model``: an SAE gets the sparse projection with its k (TopK) or its data's typical L0 (L1)."""
-        if model.kind == "sae" and "post" not in kwargs and "sparse_k" not in kwargs:
-            if model.config.sparsity == "topk":
-                kwargs["sparse_k"] = int(model.config.k)
-            else:
-                l0 = (np.asarray(z) > 0).sum(axis=1).mean() if len(z) else 1.0
-                kwargs["sparse_k"] = max(1, min(model.latent_dim, math.ceil(l0)))
+        """Fit for ``model``: sparse codes get the projection to as many non-zeros as the model keeps."""
+        if "post" not in kwargs and "sparse_k" not in kwargs:
+            kwargs["sparse_k"] = model.sample_sparsity(np.asarray(z))
         return cls.fit(z, **kwargs)
 
     def sample(self, n: int, *, temperature: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -326,8 +316,8 @@ def sample(
     seed: int = 0,
     posterior: AggregatePosterior | None = None,
 ) -> np.ndarray:
-    """n latents for ``model``: a VAE's prior, otherwise the aggregate posterior fitted on its encoded data."""
-    if model.kind == "vae":
+    """n latents for ``model``: its prior if it has one, otherwise the aggregate posterior fitted on its encoded data."""
+    if model.has_prior:
         return sample_prior(model, n, temperature=temperature, seed=seed)
     if posterior is None:
         raise LatentError(

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -295,7 +296,7 @@ class Projection:
     def transform(self, z: np.ndarray) -> np.ndarray:
         """Map new latents (M, L) into the map (M, d)."""
         z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-        if self.params.method == "pca":
+        if self.pca_mean is not None and self.pca_components is not None:  # a PCA map: exact and linear
             return ((z - self.pca_mean) @ self.pca_components.T).astype(np.float32)
         k = min(self.params.n_neighbors, 10, len(self.latents))
         idx, dist = knn(self.latents, z, k, metric=self.params.metric)
@@ -312,7 +313,7 @@ class Projection:
         k = min(k, len(self.embedding))
         idx, dist = knn(self.embedding, p, k)
         far = dist[:, 0] / self.spacing
-        if self.params.method == "pca":
+        if self.pca_mean is not None and self.pca_components is not None:
             return (p @ self.pca_components + self.pca_mean).astype(np.float32), far
         # Gaussian weights with a bandwidth set by the k-th neighbour: a smooth blend that
         # reproduces a mapped point's own latent when clicking exactly on it.
@@ -323,13 +324,13 @@ class Projection:
 
     # --- storage: npz, read back with allow_pickle=False --------------------------------------
     def to_bytes(self, extra: dict[str, np.ndarray] | None = None) -> bytes:
-        arrays = {
+        arrays: dict[str, Any] = {
             "params": np.array(json.dumps(self.params.to_dict())),
             "version": np.array(PROJECTION_VERSION),
             "embedding": self.embedding.astype(np.float32),
             "latents": self.latents.astype(np.float32),
         }
-        if self.pca_mean is not None:
+        if self.pca_mean is not None and self.pca_components is not None:
             arrays["pca_mean"] = self.pca_mean
             arrays["pca_components"] = self.pca_components
         arrays.update({f"extra_{k}": v for k, v in (extra or {}).items()})

@@ -1,35 +1,33 @@
-"""Train one autoencoder and write a checkpoint.
+"""The training loop: one autoencoder in, one checkpoint out (``python -m explorer train``).
 
-    python -m explorer train --kind vae --backbone conv --dataset fashion-mnist \
-        --latent-dim 16 --epochs 30 --device auto --out checkpoints/fmnist-vae.safetensors
-
-CUDA runs under bf16 autocast (``--compile`` adds torch.compile); several GPUs run the
+CUDA runs under bf16 autocast (``compile`` adds torch.compile); several GPUs run the
 same command under ``torchrun --nproc_per_node=N -m explorer train ...`` with
-DistributedDataParallel; otherwise the CPU. Every epoch writes ``OUT.resume`` (weights
-and Adam state, safetensors, atomically); ``--resume`` continues from it after a kill.
-Each epoch's shuffle and noise come from (seed, epoch), so a resumed run ends with the
-same weights as an uninterrupted one.
+DistributedDataParallel, each rank taking an equal share of every epoch; otherwise the
+CPU. Every epoch writes ``OUT.resume`` (weights and Adam state, safetensors, atomically);
+``resume`` continues from it after a kill. Each epoch's shuffle and noise come from
+(seed, epoch), so a resumed run ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import math
 import os
 import time
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from explorer import registry
-from explorer.checkpoint import atomic_write, read_header, save_checkpoint
+from explorer import models
+from explorer.checkpoint import atomic_write, save_checkpoint
 from explorer.errors import CheckpointError, ConfigError, ExplorerError
 from explorer.models.base import Autoencoder, ModelConfig
+from explorer.untrusted import safetensors_header
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 RESUME_FORMAT = "latent-explorer-resume"
 
@@ -81,6 +79,23 @@ def _distributed() -> tuple[int, int, int]:
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _broadcast_weights(model: torch.nn.Module) -> None:
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for p in model.parameters():
+            dist.broadcast(p.data, src=0)
+
+
+def _any_rank(flags: torch.Tensor) -> torch.Tensor:
+    """Element-wise OR of a bool tensor over all ranks."""
+    import torch.distributed as dist
+
+    as_int = flags.to(torch.int32)
+    dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
+    return as_int.bool()
+
+
 # --- resume state: weights + Adam moments in one safetensors file, no pickle -------------------
 
 
@@ -88,10 +103,18 @@ def _resume_path(out: Path) -> Path:
     return out.with_name(out.name + ".resume")
 
 
-def save_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+def save_resume(
+    path: Path,
+    model: Autoencoder,
+    opt: torch.optim.Optimizer,
+    state: dict[str, Any],
+    counters: dict[str, torch.Tensor],
+) -> None:
+    """``counters``: the trainer's own tensors (e.g. since-fired), restored by ``load_resume``."""
     from safetensors.torch import save as st_save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"trainer.{k}": v.detach().cpu().contiguous() for k, v in counters.items()})
     opt_state = opt.state_dict()
     for idx, entry in opt_state["state"].items():
         for name, value in entry.items():
@@ -100,11 +123,14 @@ def save_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer, stat
     atomic_write(path, st_save(tensors, metadata={"format": RESUME_FORMAT, "explorer": json.dumps(doc)}))
 
 
-def load_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer) -> dict[str, Any]:
+def load_resume(
+    path: Path, model: Autoencoder, opt: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restores model and optimiser in place; returns the saved state and the trainer's counters."""
     from safetensors.torch import load as st_load
 
     buf = path.read_bytes()
-    header, _ = read_header(buf)
+    header, _ = safetensors_header(buf, label=path.name)
     meta = header.get("__metadata__", {})
     if meta.get("format") != RESUME_FORMAT:
         raise CheckpointError(f"{path} is not a resume file of this trainer")
@@ -122,7 +148,7 @@ def load_resume(path: Path, model: Autoencoder, opt: torch.optim.Optimizer) -> d
             _, idx, name = key.split(".", 2)
             state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": doc["param_groups"]})
-    return doc
+    return doc, {k[8:]: v for k, v in tensors.items() if k.startswith("trainer.")}
 
 
 # --- the loop ---------------------------------------------------------------------------------
@@ -132,6 +158,23 @@ def lr_at(step: int, total: int, base: float) -> float:
     """Cosine decay from base to 5% of base; a pure function of the step, so resume needs no scheduler state."""
     t = min(step / max(total, 1), 1.0)
     return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+def epoch_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """This rank's shuffled sample indices for one epoch, a function of (seed, epoch) so a resumed run repeats them.
+
+    DistributedSampler pads the permutation to a multiple of the world size, so every rank
+    gets ceil(n / world) indices and the same number of non-empty batches: DDP's gradient
+    all-reduce needs every rank to take every step. With one process it is a plain permutation.
+    """
+    from torch.utils.data.distributed import DistributedSampler
+
+    indices = cast("Dataset[int]", range(n))  # the sampler reads only len()
+    sampler: DistributedSampler[int] = DistributedSampler(
+        indices, num_replicas=world, rank=rank, shuffle=True, seed=seed * 100_003
+    )
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(sampler), dtype=torch.long)
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
@@ -154,17 +197,26 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
     x_train = torch.from_numpy(to_float(train_ds.images[:n_train]))  # (N, C, H, W) float32
     x_test = torch.from_numpy(to_float(test_ds.images))
 
-    model = registry.build(model_cfg).to(device)
+    model = models.build(model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # trainer state beside the weights: for sparse codes, steps since each unit was last active (F,),
+    # which the model reads to find dead units; saved in the resume file like the weights
+    counters: dict[str, torch.Tensor] = {}
+    if model.sparse_codes:
+        counters["since_fired"] = torch.zeros(model.latent_dim, dtype=torch.long)
     start_epoch, wall_before = 0, 0.0
     resume_file = _resume_path(out)
     if cfg.resume and resume_file.exists():
-        doc = load_resume(resume_file, model, opt)
+        doc, saved = load_resume(resume_file, model, opt)
+        counters.update(saved)
         start_epoch, wall_before = int(doc["epoch"]), float(doc["wall_time_s"])
         if rank == 0:
             print(f"resuming from {resume_file} after epoch {start_epoch}")
     elif cfg.resume and rank == 0:
         print(f"--resume: no {resume_file}; starting from scratch")
+
+    counters = {k: v.to(device) for k, v in counters.items()}
+    since_fired = counters.get("since_fired")  # the same tensor: updated in place, saved with counters
 
     net: torch.nn.Module = model
     if world > 1:
@@ -172,33 +224,41 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        net = torch.compile(net)
+        net = cast(torch.nn.Module, torch.compile(net))  # a compiled module is still a module
     use_bf16 = device.type == "cuda"
 
-    steps_per_epoch = math.ceil(n_train / world / cfg.batch_size)
+    steps_per_epoch = math.ceil(math.ceil(n_train / world) / cfg.batch_size)  # the same on every rank
     total_steps = steps_per_epoch * cfg.epochs
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
         # shuffle and noise depend only on (seed, epoch, rank): a resumed run repeats them exactly
-        perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        perm = perm[rank::world]
+        perm = epoch_indices(n_train, epoch, cfg.seed, rank, world)  # (ceil(N / world),)
         torch.manual_seed(cfg.seed * 7_919 + epoch * 104_729 + rank)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, mininterval=2)
         running: dict[str, float] = {}
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            if len(idx) == 0:
-                continue
             xb = x_train[idx].to(device, non_blocking=True)  # (B, C, H, W)
+            step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * steps_per_epoch + i, total_steps, cfg.lr)
+                group["lr"] = lr_at(step, total_steps, cfg.lr)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                terms = net(xb)
+                terms = net(xb, since_fired)
             opt.zero_grad(set_to_none=True)
             terms["loss"].backward()
             opt.step()
-            model.post_step()
+            fired = terms.pop("fired", None)  # (F,) bool: units active on this batch
+            if since_fired is not None and fired is not None:
+                if world > 1:  # a unit is alive if it fired on any rank: every rank keeps the same counters
+                    fired = _any_rank(fired)
+                since_fired += 1
+                since_fired[fired] = 0
+            reset = model.after_step(step=step + 1, x=xb, since_fired=since_fired)
+            if reset is not None and since_fired is not None:
+                since_fired[reset] = 0  # re-initialised units get a fresh grace period before counting as dead
+                if world > 1:  # each rank drew from its own batch: rank 0's draw wins, or the replicas drift apart
+                    _broadcast_weights(model)
             for k, v in terms.items():
                 value = float(v.detach())
                 running[k] = 0.98 * running.get(k, value) + 0.02 * value
@@ -206,7 +266,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
         if rank == 0:
             wall = wall_before + time.perf_counter() - t0
-            save_resume(resume_file, model, opt, {"epoch": epoch + 1, "wall_time_s": wall})
+            save_resume(resume_file, model, opt, {"epoch": epoch + 1, "wall_time_s": wall}, counters)
 
     if world > 1:
         import torch.distributed as dist
@@ -251,82 +311,3 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
     resume_file.unlink(missing_ok=True)
     print(f"wrote {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
     return out
-
-
-# --- command line: flags derived from the config dataclasses, so they cannot drift -----------
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def _parser_type(hint: Any):
-    if hint in (int, float, str):
-        return hint
-    if typing.get_origin(hint) is tuple:
-        return lambda s: tuple(int(v) for v in s.split(",") if v.strip())
-    return None
-
-
-def _model_fields() -> dict[str, tuple[Any, list[str]]]:
-    """Every config field of every registered kind -> (type hint, kinds that have it)."""
-    fields: dict[str, tuple[Any, list[str]]] = {}
-    for kind in registry.kinds():
-        cls = registry.config_class(kind)
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name == "notes":
-                continue
-            fields.setdefault(f.name, (hints[f.name], []))[1].append(kind)
-    return fields
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--kind", required=True, choices=registry.kinds(), help="model kind")
-    all_kinds = set(registry.kinds())
-    model = p.add_argument_group("model (defaults from each kind's config)")
-    for name, (hint, kinds) in _model_fields().items():
-        if name == "input_shape":
-            model.add_argument("--input-shape", default=None, help="C,H,W (default: the dataset's)")
-            continue
-        only = "" if set(kinds) == all_kinds else f" [{', '.join(kinds)} only]"
-        model.add_argument(_flag(name), type=_parser_type(hint), default=None, help=f"{name}{only}")
-    trainer = p.add_argument_group("training")
-    defaults = TrainConfig()
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if hints[f.name] is bool:
-            trainer.add_argument(_flag(f.name), action="store_true")
-        else:
-            kind = str if f.name == "data_root" else hints[f.name]
-            trainer.add_argument(_flag(f.name), type=kind, default=getattr(defaults, f.name))
-
-
-def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    cls = registry.config_class(args.kind)
-    own = {f.name for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for name in _model_fields():
-        value = getattr(args, name, None)
-        if value is None:
-            continue
-        if name not in own:
-            raise ConfigError(f"{_flag(name)} does not apply to kind {args.kind!r}")
-        kwargs[name] = value
-    tcfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
-    if "input_shape" in kwargs:
-        kwargs["input_shape"] = tuple(int(v) for v in str(kwargs["input_shape"]).split(","))
-    else:
-        from explorer.data import load_dataset
-
-        kwargs["input_shape"] = load_dataset(tcfg.dataset, "test", root=tcfg.data_root).shape
-    mcfg = cls(**kwargs)
-    if not tcfg.out:
-        tcfg.out = f"checkpoints/{tcfg.dataset}-{mcfg.kind}-{mcfg.backbone}.safetensors"
-    return mcfg, tcfg
-
-
-def main(args: argparse.Namespace) -> int:
-    mcfg, tcfg = configs_from_args(args)
-    train(mcfg, tcfg)
-    return 0

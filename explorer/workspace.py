@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from explorer.latents import LATENTS_VERSION, Encoded
 from explorer.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
+
+if TYPE_CHECKING:
+    from explorer.data import Dataset
+
+log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO / "checkpoints"
@@ -38,6 +45,17 @@ def data_digest(images: np.ndarray, labels: np.ndarray) -> str:
     h.update(np.ascontiguousarray(images).data)
     h.update(np.ascontiguousarray(labels, dtype=np.int64).data)
     return h.hexdigest()
+
+
+def subset_for(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> Dataset:
+    """The first n images of a seeded permutation (all of them for n = 0), fitted to a model's input shape."""
+    from explorer.data import fit_to_shape
+
+    if n and n < len(ds):
+        ds = ds.subset(n, seed=0)
+    if ds.shape != tuple(input_shape):
+        ds = fit_to_shape(ds, input_shape)
+    return ds
 
 
 def cache_dir() -> Path:
@@ -76,12 +94,21 @@ class DiskCache:
         self._evict()
 
     def _evict(self) -> None:
-        files = sorted(self.root.glob("*.npz"), key=lambda p: p.stat().st_mtime)
-        total = sum(p.stat().st_size for p in files)
-        while files and total > self.max_bytes:
-            victim = files.pop(0)
-            total -= victim.stat().st_size
+        # other processes share the folder: any file may vanish between the listing, the stat and the unlink
+        entries: list[tuple[float, int, Path]] = []  # (mtime, size, path)
+        for p in self.root.glob("*.npz"):
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((st.st_mtime, st.st_size, p))
+        entries.sort(key=lambda e: e[0])
+        total = sum(size for _, size, _ in entries)
+        for _, size, victim in entries:
+            if total <= self.max_bytes:
+                break
             victim.unlink(missing_ok=True)
+            total -= size
 
 
 def latents_key(checkpoint_digest: str, data_key: str) -> str:
@@ -113,7 +140,7 @@ def _bundle_bytes(proj: Projection, enc: Encoded, labels: np.ndarray, class_name
 
 def _from_bundle(data: bytes, source: str) -> MapData:
     proj, extra = Projection.from_bytes(data)
-    enc = Encoded(latents=proj.latents, **{k[4:]: v for k, v in extra.items() if k.startswith("enc_")})
+    enc = Encoded.from_fields({"latents": proj.latents, **{k[4:]: v for k, v in extra.items() if k.startswith("enc_")}})
     return MapData(proj, enc, extra["labels"], [str(c) for c in extra["class_names"]], 0.0, source)
 
 
@@ -125,8 +152,8 @@ def cached_map(checkpoint_digest: str, data_key: str, params: ProjectionParams, 
         if data is not None:
             try:
                 return _from_bundle(data, where)
-            except Exception:  # noqa: BLE001  a stale or damaged cache file is recomputed, never fatal
-                continue
+            except Exception as exc:  # a damaged file is recomputed, never fatal; its errors come in many types
+                log.warning("ignoring unreadable %s file %s: %r", where, store.path(key), exc)
     return None
 
 
@@ -153,8 +180,8 @@ def compute_map(
     if (raw := cache.get(lkey)) is not None:
         try:
             enc = Encoded.from_bytes(raw)
-        except Exception:  # noqa: BLE001
-            enc = None
+        except Exception as exc:  # as above: re-encode
+            log.warning("ignoring unreadable cached latents %s: %r", cache.path(lkey), exc)
     if enc is None:
         enc = encode_dataset(model, images, progress=lambda f, m: progress(0.2 * f, m))
         cache.put(lkey, enc.to_bytes())

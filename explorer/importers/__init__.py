@@ -11,26 +11,24 @@ Accepted:
 Refused with a reason: TorchScript archives, ONNX models, raw or legacy pickles (never unpickled), legacy
 Keras HDF5 files, and anything unrecognised. Every failure is a ``CheckpointError``.
 
-The format is decided by content (magic bytes, zip member names); the file name is only a hint.
+The format is decided by content (``explorer.untrusted.sniff``, zip member names); the file name is only a
+hint. ``python -m explorer import`` (``explorer/cli/import_model.py``) writes the result as a checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import struct
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.checkpoint import MAX_FILE_BYTES  # one size limit for every model file
 from explorer.errors import CheckpointError
+from explorer.untrusted import MAX_FILE_BYTES, check_size, safetensors_header, sniff
 
 if TYPE_CHECKING:
     from explorer.models.base import Autoencoder
 
-__all__ = ["ACCEPTED", "add_arguments", "describe", "detect_format", "import_model", "main"]
+__all__ = ["ACCEPTED", "LABELS", "describe", "detect_format", "import_files", "import_model"]
 
 
 ACCEPTED = (
@@ -48,23 +46,12 @@ LABELS = {
 
 
 def _zip_names(data: bytes) -> list[str] | None:
+    # the names only, from the central directory; open_zip checks the archive before anything is unpacked
     try:
-        return zipfile.ZipFile(io.BytesIO(data)).namelist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
         return None
-
-
-def _looks_like_safetensors(data: bytes) -> bool:
-    if len(data) < 10:
-        return False
-    (n,) = struct.unpack("<Q", data[:8])
-    return 2 <= n <= len(data) - 8 and data[8:9] == b"{"
-
-
-def _looks_like_onnx(data: bytes) -> bool:
-    # An ONNX ModelProto starts with field 1 (ir_version, varint: tag 0x08) and names its producer early on.
-    head = data[:4096]
-    return head[:1] == b"\x08" and len(head) > 2 and head[1] < 0x80 and (b"onnx" in head.lower() or b"pytorch" in head)
 
 
 def detect_format(name: str, data: bytes) -> str:
@@ -72,10 +59,10 @@ def detect_format(name: str, data: bytes) -> str:
 
     ``explorer`` and ``safetensors`` are both safetensors files; ``explorer`` carries our metadata.
     """
-    lower = name.lower()
-    if not data:
-        return "empty"
-    if data[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+    from explorer.checkpoint import FORMAT
+
+    found = sniff(data)
+    if found == "zip":
         names = _zip_names(data)
         if names is None:
             return "broken-zip"
@@ -86,23 +73,18 @@ def detect_format(name: str, data: bytes) -> str:
         if any(n.endswith("data.pkl") for n in names):
             return "torch"
         return "zip"
-    if _looks_like_safetensors(data):
-        # before the pickle test: a safetensors header of 640 bytes also starts with 0x80 0x02
-        from explorer.checkpoint import FORMAT
-        from explorer.importers.torch_state import safetensors_header
-
+    if found == "safetensors":
         try:
-            meta = safetensors_header(data, name).get("__metadata__")
-            return "explorer" if isinstance(meta, dict) and meta.get("format") == FORMAT else "safetensors"
+            meta = safetensors_header(data, label=name)[0].get("__metadata__")
         except CheckpointError:
-            pass  # not safetensors after all; try the other formats
-    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "pickle"
-    if data[:8] == b"\x89HDF\r\n\x1a\n":
-        return "hdf5"
+            return "explorer"  # a damaged safetensors file: the checkpoint loader names the fault
+        return "explorer" if isinstance(meta, dict) and meta.get("format") == FORMAT else "safetensors"
+    if found in ("empty", "pickle", "hdf5", "onnx"):
+        return found
+    lower = name.lower()
     if lower.endswith(".safetensors"):
-        return "explorer"  # not valid safetensors: the checkpoint loader says precisely what is wrong
-    if _looks_like_onnx(data) or lower.endswith(".onnx"):
+        return "explorer"  # not safetensors at all: the checkpoint loader says what is wrong
+    if lower.endswith(".onnx"):
         return "onnx"
     if lower.endswith((".pkl", ".pickle")):
         return "pickle"
@@ -144,14 +126,15 @@ def _refuse(fmt: str, name: str, data: bytes) -> CheckpointError:
     return CheckpointError(f"{name}: unrecognised file ({len(data)} bytes, starting {data[:8].hex(' ')}); {ACCEPTED}")
 
 
-def _import(
+def import_files(
     files: list[tuple[str, bytes]],
     *,
-    input_shape: tuple[int, int, int] | None,
-    kind: str,
-    activation: str | None,
-    latent_activation: str | None,
+    input_shape: tuple[int, int, int] | None = None,
+    kind: str = "ae",
+    activation: str | None = None,
+    latent_activation: str | None = None,
 ) -> tuple[Autoencoder, str]:
+    """``import_model``, also returning the format found (a key of ``LABELS``)."""
     from explorer.importers import torch_state
 
     if not files:
@@ -159,8 +142,7 @@ def _import(
     if len(files) > 2:
         raise CheckpointError(f"{len(files)} files given; import one model file, or two (encoder, decoder)")
     for name, data in files:
-        if len(data) > MAX_FILE_BYTES:
-            raise CheckpointError(f"{name} is {len(data)} bytes; the limit is {MAX_FILE_BYTES} (2 GiB)")
+        check_size(len(data), label=name, limit=MAX_FILE_BYTES, error=CheckpointError)
     formats = [detect_format(name, data) for name, data in files]
     for fmt, (name, data) in zip(formats, files):
         if fmt not in LABELS:
@@ -190,7 +172,7 @@ def _import(
                 return (fname, *torch_state.load_state_dict_safely(fdata, fname))
             return (fname, *torch_state.load_safetensors_state(fdata, fname), [])
 
-        # two torch files load in two sandboxed children at once: most of each load is starting Python and torch
+        # two torch files load in two limited children at once: most of each load is starting Python and torch
         with ThreadPoolExecutor(max_workers=len(files)) as pool:
             futures = [pool.submit(load, fname, fdata, ffmt) for (fname, fdata), ffmt in zip(files, formats)]
             states = [future.result() for future in futures]
@@ -215,7 +197,7 @@ def import_model(
     defaults assumed for a state_dict (relu / identity); a .keras file records its own. What was inferred is in
     ``model.config.notes``.
     """
-    model, _ = _import(
+    model, _ = import_files(
         files, input_shape=input_shape, kind=kind, activation=activation, latent_activation=latent_activation
     )
     return model
@@ -240,67 +222,3 @@ def describe(model: Autoencoder) -> list[str]:
     lines.append(f"activations: hidden {acts['hidden']}, latent {acts['latent']}, output {acts['output']}{assumed}")
     lines += [f"note: {r}" for r in notes.get("remarks", [])]
     return lines
-
-
-# --- python -m explorer import ------------------------------------------------------------------------------
-
-
-def _shape_arg(text: str) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers, e.g. 1,28,28), got {text!r}")
-    return shape  # type: ignore[return-value]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags of ``python -m explorer import``."""
-    from explorer.importers.torch_state import IMPORTABLE_KINDS
-
-    p.add_argument("files", nargs="+", metavar="FILE", help="model file; or two: encoder and decoder state_dicts")
-    p.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
-    p.add_argument(
-        "--input-shape",
-        type=_shape_arg,
-        default=None,
-        metavar="C,H,W",
-        help="C,H,W (needed unless 784/1024/3072 inputs)",
-    )
-    p.add_argument("--kind", default="ae", choices=IMPORTABLE_KINDS, help="model kind (default: ae)")
-    p.add_argument(
-        "--activation", default=None, metavar="NAME", help="hidden activation of a state_dict (default: relu)"
-    )
-    p.add_argument(
-        "--latent-activation", default=None, metavar="NAME", help="encoder output activation (default: identity)"
-    )
-    p.add_argument(
-        "--dataset", default=None, metavar="NAME", help="dataset the model was trained on, recorded in the checkpoint"
-    )
-
-
-def main(args: argparse.Namespace) -> int:
-    """Import ``args.files`` and write ``args.out``; CheckpointError propagates to the CLI."""
-    from explorer.checkpoint import read_bounded, save_checkpoint
-
-    files = [(Path(raw).name, read_bounded(raw)) for raw in args.files]
-    model, fmt = _import(
-        files,
-        input_shape=args.input_shape,
-        kind=args.kind,
-        activation=args.activation,
-        latent_activation=args.latent_activation,
-    )
-    names = ", ".join(name for name, _ in files)
-    if fmt == "explorer":  # already ours: keep what it records about its data, training and metrics
-        dataset = {"name": args.dataset} if args.dataset else model.info.get("dataset", {})
-        save_checkpoint(model, args.out, dataset=dataset)
-    else:
-        dataset = {"name": args.dataset} if args.dataset else {}
-        training = {"device": "imported", "source": f"{LABELS[fmt]}: {names}"}
-        save_checkpoint(model, args.out, dataset=dataset, training=training, metrics={})
-    for line in describe(model):
-        print(line)
-    print(f"wrote {args.out}")
-    return 0

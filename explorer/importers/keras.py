@@ -2,10 +2,11 @@
 
 ``config.json`` is read as data: a ``Sequential`` of ``Dense`` layers, flat or as two nested ``Sequential``
 models (encoder, decoder), with optional ``InputLayer``, ``Flatten``, ``Reshape``, ``Dropout`` and
-``Activation`` layers. The weights come from ``model.weights.h5`` via h5py, where Keras 3 stores each layer's
-variables at ``layers/<snake_case class name>[_<n>]/vars/<i>`` (nested models: ``layers/sequential/layers/
-dense/vars/0``); kernel is ``vars/0`` with shape (in, out), bias ``vars/1``. Every dataset's shape, dtype
-and size is checked before it is read, and only plain (hard-linked, in-file) datasets are read.
+``Activation`` layers. Keras 3 stores each layer's variables in ``model.weights.h5`` at
+``layers/<snake_case class name>[_<n>]/vars/<i>`` (nested models: ``layers/sequential/layers/dense/vars/0``);
+kernel is ``vars/0`` with shape (in, out), bias ``vars/1``. HDF5 is parsed by native code, so the weights are
+read in the limited child process (``explorer.untrusted.child``, mode keras-h5), which checks every dataset's
+shape, dtype and size before reading any, and reads only plain datasets inside the file.
 
 Keras lays images out channels-last (H, W, C); for 3-channel models the first layer's input columns and the
 last layer's output rows are permuted to the explorer's (C, H, W) order.
@@ -13,25 +14,27 @@ last layer's output rows are permuted to the explorer's (C, H, W) order.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
-import zipfile
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError
-from explorer.importers.torch_state import Layer, default_input_shape, model_from_layers
+from explorer.importers.layers import Layer, default_input_shape, model_from_layers
+from explorer.untrusted import MAX_FILE_BYTES, human_size, open_zip, read_member
+from explorer.untrusted.sandbox import run_child
 
 if TYPE_CHECKING:
     from explorer.models.base import Autoencoder
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.weights.h5"
+METADATA_NAME = "metadata.json"
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_WEIGHT_BYTES = 512 * 2**20  # all Dense kernels and biases together
 MAX_H5_FILE_BYTES = MAX_WEIGHT_BYTES + 64 * 2**20  # the weights plus HDF5 bookkeeping and optimizer state
-MAX_COMPRESSION_RATIO = 200
+MAX_METADATA_BYTES = 2**20
 
 # Keras activation names -> the explorer's ACTIVATIONS. Keras 3's leaky_relu defaults to slope 0.2, as ours does;
 # its gelu defaults to the exact form, as torch's does.
@@ -70,39 +73,40 @@ def _activation(value: Any, where: str) -> str:
     return KERAS_ACTIVATIONS[value]
 
 
+@dataclass
 class _Spec:
-    """A Dense layer from config.json and where its variables live in the h5 file."""
+    """A Dense layer from config.json and where its variables may live in the h5 file."""
 
-    def __init__(self, name: str, paths: list[str], units: int, use_bias: bool, activation: str) -> None:
-        self.name, self.paths, self.units, self.use_bias, self.activation = name, paths, units, use_bias, activation
+    name: str
+    paths: list[str]  # candidate groups, each holding vars/0 (kernel) and vars/1 (bias)
+    units: int
+    use_bias: bool
+    activation: str
 
 
 def _read_zip(data: bytes, name: str) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
-    """(config, weights h5 bytes, metadata) after checking member sizes and compression ratios."""
+    """(config, weights h5 bytes, metadata), each member's size checked before it is unpacked."""
+    with open_zip(data, label=name, max_unpacked=MAX_FILE_BYTES, error=CheckpointError) as archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        limits = {CONFIG_NAME: MAX_CONFIG_BYTES, WEIGHTS_NAME: MAX_H5_FILE_BYTES, METADATA_NAME: MAX_METADATA_BYTES}
+        for member, limit in limits.items():
+            info = infos.get(member)
+            if info is None and member != METADATA_NAME:
+                raise CheckpointError(f"{name}: the .keras archive has no {member}; it is not a Keras 3 model file")
+            if info is not None and info.file_size > limit:
+                raise CheckpointError(
+                    f"{name}: {member} is {human_size(info.file_size)}; the limit is {human_size(limit)}"
+                )
+        config_text = read_member(archive, CONFIG_NAME, label=name, error=CheckpointError)
+        meta_text = (
+            read_member(archive, METADATA_NAME, label=name, error=CheckpointError) if METADATA_NAME in infos else b"{}"
+        )
+        weights = read_member(archive, WEIGHTS_NAME, label=name, error=CheckpointError)
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        infos = {i.filename: i for i in zf.infolist()}
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(f"{name}: the .keras zip archive is truncated or corrupt ({exc})") from None
-    limits = {CONFIG_NAME: MAX_CONFIG_BYTES, WEIGHTS_NAME: MAX_H5_FILE_BYTES, "metadata.json": 2**20}
-    for member, limit in limits.items():
-        info = infos.get(member)
-        if info is None:
-            if member == "metadata.json":
-                continue
-            raise CheckpointError(f"{name}: the .keras archive has no {member}; it is not a Keras 3 model file")
-        if info.file_size > limit:
-            raise CheckpointError(f"{name}: {member} is {info.file_size} bytes; the limit is {limit}")
-        if info.file_size > 2**20 and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
-            raise CheckpointError(f"{name}: {member} expands {info.file_size}-fold; refused as a possible zip bomb")
-    try:
-        config = json.loads(zf.read(CONFIG_NAME).decode("utf-8"))
-        meta = json.loads(zf.read("metadata.json").decode("utf-8")) if "metadata.json" in infos else {}
-        weights = zf.read(WEIGHTS_NAME)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise CheckpointError(f"{name}: the .keras zip archive is truncated or corrupt ({exc})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{name}: config.json or metadata.json is not valid JSON ({exc!r:.200})") from None
+        config = json.loads(config_text.decode("utf-8"))
+        meta = json.loads(meta_text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CheckpointError(f"{name}: config.json or metadata.json is not valid JSON") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{name}: config.json must hold a JSON object")
     return config, weights, meta if isinstance(meta, dict) else {}
@@ -143,7 +147,8 @@ def _parse_sequential(
     counters: dict[str, int] = {}
     for index, entry in enumerate(_layer_list(obj, where)):
         cls = str(entry.get("class_name"))
-        cfg = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        raw = entry.get("config")
+        cfg: dict[str, Any] = raw if isinstance(raw, dict) else {}
         lname = str(cfg.get("name", f"layer {index}"))
         label = f"{trail}{lname}"
         if cls == "InputLayer":
@@ -201,119 +206,25 @@ def _parse_sequential(
     return groups if groups else [flat]
 
 
-def _node(h5: Any, path: str, where: str) -> Any:
-    """The object at ``path``, following hard links only (an HDF5 soft or external link could point anywhere)."""
-    import h5py
-
-    node = h5
-    for part in path.split("/"):
-        if not part or not isinstance(node, h5py.Group) or part not in node:
-            return None
-        link = node.get(part, getlink=True)
-        if not isinstance(link, h5py.HardLink):
-            raise CheckpointError(f"{where}: {path} is a {type(link).__name__}; only data inside the file is read")
-        node = node[part]
-    return node
-
-
-def _dataset(h5: Any, path: str, where: str) -> Any:
-    """The dataset at ``path``; refused if its data lives outside the file (external or virtual storage)."""
-    import h5py
-
-    node = _node(h5, path, where)
-    if node is None:
-        return None
-    if not isinstance(node, h5py.Dataset):
-        raise CheckpointError(f"{where}: {path} is not a dataset")
-    if node.external or node.is_virtual:
-        raise CheckpointError(f"{where}: {path} points at data outside the file; refused")
-    return node
-
-
-def _vars_group(h5: Any, spec: _Spec, name: str) -> tuple[str, Any]:
-    import h5py
-
-    candidates = []
-    for path in spec.paths:
-        candidates += [path, path.replace("layers/", "_layer_checkpoint_dependencies/")]
-    for path in candidates:
-        node = _node(h5, f"{path}/vars", f"{name}: layer {spec.name!r}")
-        if isinstance(node, h5py.Group):
-            return f"{path}/vars", node
-    top = sorted(h5.keys())
-    raise CheckpointError(
-        f"{name}: model.weights.h5 has no weights for layer {spec.name!r} (looked for {spec.paths[0]}/vars); its "
-        f"top-level groups are {top}; expected the Keras 3 'layers/...' layout"
-    )
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB"
-
-
-def _read_specs(weights: bytes, groups: list[list[_Spec]], name: str) -> list[list[Layer]]:
-    """Dense layers with their weights; every dataset is checked (shape, dtype, total size) before any is read."""
-    import h5py
-    import numpy as np
-    import torch
-
-    try:
-        h5 = h5py.File(io.BytesIO(weights), "r")
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{name}: model.weights.h5 is not a readable HDF5 file ({exc})") from None
-    with h5:
-        planned: list[list[tuple[_Spec, list[Any]]]] = []
-        total = 0
-        for group in groups:
-            planned.append([])
-            for spec in group:
-                base, vars_group = _vars_group(h5, spec, name)
-                where = f"{name}: layer {spec.name!r}"
-                count = 2 if spec.use_bias else 1
-                extra = sorted(set(vars_group.keys()) - {str(i) for i in range(count)})
-                if extra:
-                    raise CheckpointError(
-                        f"{where}: unexpected variables {extra} under {base} (quantised or LoRA Dense layers are not "
-                        "supported)"
-                    )
-                datasets = []
-                for index in range(count):
-                    ds = _dataset(h5, f"{base}/{index}", where)
-                    if ds is None:
-                        raise CheckpointError(f"{where}: {base}/{index} is missing from model.weights.h5")
-                    if ds.dtype.kind != "f" or ds.dtype.itemsize not in (2, 4, 8):
-                        raise CheckpointError(f"{where}: {base}/{index} has dtype {ds.dtype}; expected float")
-                    if len(ds.shape) != (2 if index == 0 else 1) or ds.shape[-1] != spec.units:
-                        expected = f"(inputs, {spec.units})" if index == 0 else f"({spec.units},)"
-                        raise CheckpointError(f"{where}: {base}/{index} has shape {ds.shape}; expected {expected}")
-                    size = math.prod(ds.shape) * ds.dtype.itemsize
-                    total += size
-                    if total > MAX_WEIGHT_BYTES:
-                        raise CheckpointError(
-                            f"{where}: {base}/{index} declares {_mb(size)} ({_mb(total)} so far); the weights may take "
-                            f"at most {_mb(MAX_WEIGHT_BYTES)}, so the file was refused before reading"
-                        )
-                    datasets.append(ds)
-                planned[-1].append((spec, datasets))
-        out: list[list[Layer]] = []
-        for group_plan in planned:
-            layers = []
-            for spec, datasets in group_plan:
-                where = f"{name}: layer {spec.name!r}"
-                arrays = []
-                for ds, what in zip(datasets, ("kernel", "bias")):
-                    try:
-                        array = np.asarray(ds[()], dtype=np.float32)
-                    except (OSError, ValueError, TypeError) as exc:
-                        raise CheckpointError(f"{where}: the {what} could not be read ({exc})") from None
-                    if not np.isfinite(array).all():
-                        raise CheckpointError(f"{where}: the {what} contains NaN or Inf values; the model is unusable")
-                    arrays.append(array)
-                bias = torch.from_numpy(arrays[1]) if spec.use_bias else None
-                # Keras keeps kernels as (in, out); torch Linear weights are (out, in)
-                kernel = torch.from_numpy(np.ascontiguousarray(arrays[0].T))
-                layers.append(Layer(spec.name, kernel, bias, spec.activation))
-            out.append(layers)
+def _read_weights(weights: bytes, groups: list[list[_Spec]], name: str) -> list[list[Layer]]:
+    """Dense layers with their weights, read from ``model.weights.h5`` by the limited child process."""
+    request = {
+        "layers": [
+            [{"name": s.name, "paths": s.paths, "units": s.units, "use_bias": s.use_bias} for s in group]
+            for group in groups
+        ],
+        "max_weight_bytes": MAX_WEIGHT_BYTES,
+    }
+    tensors, _ = run_child("keras-h5", weights, label=name, request=request)
+    out = []
+    for g, group in enumerate(groups):
+        layers = []
+        for i, spec in enumerate(group):
+            bias = tensors[f"{g}.{i}.bias"] if spec.use_bias else None
+            # Keras keeps kernels as (in, out); torch Linear weights are (out, in)
+            kernel = tensors[f"{g}.{i}.kernel"].T.contiguous()
+            layers.append(Layer(spec.name, kernel, bias, spec.activation))
+        out.append(layers)
     return out
 
 
@@ -356,7 +267,7 @@ def import_keras(
     specs = _parse_sequential(config, "", name, "", 0, shapes)
     if not any(specs):
         raise CheckpointError(f"{name}: the model has no Dense layers")
-    groups = [g for g in _read_specs(weights, specs, name) if g]
+    groups = [g for g in _read_weights(weights, specs, name) if g]
     layers = [layer for group in groups for layer in group]
     size = layers[0].in_features
     found = _image_shape(shapes)

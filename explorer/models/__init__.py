@@ -1,6 +1,34 @@
-"""Model zoo. Importing this package registers every kind with explorer.registry."""
+"""Model zoo: one file per kind, listed once below. A new kind is a new file and one line here.
 
-from explorer.models import ae, dae, sae, vae  # noqa: F401
+The rest of the explorer asks this package, never a kind's name, what a model can do:
+``kinds()``, ``build(config)``, ``config_class(kind)``, ``config_from_dict(dict)``; and the hooks
+on ``Autoencoder`` (per-image statistics, prior or not, sparse codes or not, ...).
+"""
+
+from explorer.models.ae import AE
 from explorer.models.base import Autoencoder, ModelConfig
+from explorer.models.dae import DAE
+from explorer.models.sae import SAE
+from explorer.models.vae import VAE
+from explorer.registry import KindRegistry
 
-__all__ = ["Autoencoder", "ModelConfig"]
+KINDS = KindRegistry()
+for _cls in (AE, DAE, SAE, VAE):
+    KINDS.register(_cls)
+
+kinds = KINDS.kinds
+model_class = KINDS.model_class
+config_class = KINDS.config_class
+config_from_dict = KINDS.config_from_dict
+build = KINDS.build
+
+__all__ = [
+    "KINDS",
+    "Autoencoder",
+    "ModelConfig",
+    "build",
+    "config_class",
+    "config_from_dict",
+    "kinds",
+    "model_class",
+]

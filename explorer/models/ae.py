@@ -8,8 +8,8 @@ from typing import ClassVar
 import torch
 
 from explorer.models.backbones import BACKBONES
-from explorer.models.base import Autoencoder, ModelConfig
-from explorer.registry import register
+from explorer.models.base import Autoencoder
+from explorer.models.config import ModelConfig
 
 
 @dataclass
@@ -17,10 +17,10 @@ class AEConfig(ModelConfig):
     kind: ClassVar[str] = "ae"
 
 
-@register
 class AE(Autoencoder):
     kind = "ae"
     config_class = AEConfig
+    config: AEConfig
 
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)
@@ -38,7 +38,7 @@ class AE(Autoencoder):
         """Training-time input corruption; none for a plain autoencoder."""
         return x
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, since_fired: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x_in = self.corrupt(x) if self.training else x
         terms = self.recon_terms(self.decode_logits(self.encode(x_in)), x)
         return {"loss": terms["recon"], **terms}

@@ -10,14 +10,11 @@ Decoders return logits; ``Autoencoder.decode`` applies the sigmoid.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from torch import nn
 
 from explorer.errors import ConfigError
-
-if TYPE_CHECKING:
-    from explorer.models.base import ModelConfig
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,
@@ -31,6 +28,20 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+class BodySpec(Protocol):
+    """What a backbone reads from a model config (``explorer.models.config.ModelConfig`` has it all)."""
+
+    input_shape: tuple[int, int, int]
+    latent_dim: int
+    hidden: tuple[int, ...]
+    activation: str
+    latent_activation: str
+    dense: int
+
+    @property
+    def input_size(self) -> int: ...
+
+
 def _act(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
@@ -39,11 +50,11 @@ class MLP:
     name = "mlp"
 
     @staticmethod
-    def check(cfg: ModelConfig) -> None:
+    def check(cfg: BodySpec) -> None:
         pass
 
     @staticmethod
-    def encoder(cfg: ModelConfig, out_dim: int) -> nn.Sequential:
+    def encoder(cfg: BodySpec, out_dim: int) -> nn.Sequential:
         layers: list[nn.Module] = [nn.Flatten()]
         width = cfg.input_size
         for h in cfg.hidden:
@@ -55,7 +66,7 @@ class MLP:
         return nn.Sequential(*layers)
 
     @staticmethod
-    def decoder(cfg: ModelConfig) -> nn.Sequential:
+    def decoder(cfg: BodySpec) -> nn.Sequential:
         layers: list[nn.Module] = []
         width = cfg.latent_dim
         for h in reversed(cfg.hidden):
@@ -69,7 +80,7 @@ class Conv:
     name = "conv"
 
     @staticmethod
-    def check(cfg: ModelConfig) -> None:
+    def check(cfg: BodySpec) -> None:
         if not cfg.hidden:
             raise ConfigError("conv backbone needs at least one channel count in hidden")
         _, h, w = cfg.input_shape
@@ -80,13 +91,13 @@ class Conv:
             )
 
     @staticmethod
-    def _grid(cfg: ModelConfig) -> tuple[int, int, int]:
+    def _grid(cfg: BodySpec) -> tuple[int, int, int]:
         _, h, w = cfg.input_shape
         f = 2 ** len(cfg.hidden)
         return cfg.hidden[-1], h // f, w // f
 
     @staticmethod
-    def encoder(cfg: ModelConfig, out_dim: int) -> nn.Sequential:
+    def encoder(cfg: BodySpec, out_dim: int) -> nn.Sequential:
         layers: list[nn.Module] = []
         ch = cfg.input_shape[0]
         for c in cfg.hidden:
@@ -105,7 +116,7 @@ class Conv:
         return nn.Sequential(*layers)
 
     @staticmethod
-    def decoder(cfg: ModelConfig) -> nn.Sequential:
+    def decoder(cfg: BodySpec) -> nn.Sequential:
         c, h, w = Conv._grid(cfg)
         layers: list[nn.Module] = []
         width = cfg.latent_dim

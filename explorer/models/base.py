@@ -1,109 +1,52 @@
-"""What every autoencoder shares: its config dataclass and the model contract.
+"""The model contract every kind answers, and the hooks through which the rest of the explorer
+asks a model what it can do instead of asking for its kind's name.
 
 Contract (read by the app, the CLI and the tests):
 
 - ``encode(x) -> z``: deterministic; x is (B, C, H, W) float in [0, 1], z is (B, latent_dim).
 - ``decode(z) -> x_hat``: (B, C, H, W) with pixels in [0, 1].
-- ``loss(x) -> dict``: named scalar terms; ``"loss"`` is what the optimiser minimises.
+- ``loss(x, since_fired=None) -> dict``: named terms; ``"loss"`` is what the optimiser minimises.
 - ``latent_dim``, ``kind``, ``input_shape`` (C, H, W).
+
+Hooks (defaults here; a kind overrides what differs):
+
+- ``image_stats(x)``: codes plus per-image statistics (a VAE's sigma and KL, an SAE's L0); their
+  display names in ``stat_titles``; the ones averaged into test metrics in ``summary_stats``.
+- ``has_prior`` / ``sample_prior``: whether samples come from a prior or from fitted data.
+- ``sparse_codes`` / ``sample_sparsity``: codes that are non-negative and mostly zero, and how
+  many non-zeros a sampled code may keep.
+- ``code_name``: what one coordinate of a code is called in the UI ("latent dimension", "feature").
+- ``baseline_components``: how many PCA components make a fair comparison.
+- ``after_step``: called by the trainer after every optimiser step, with the trainer's counters.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from explorer.errors import ConfigError
+from explorer.models.config import RECON_LOSSES, ModelConfig
 
-RECON_LOSSES = ("bce", "mse")
-
-
-@dataclass
-class ModelConfig:
-    """Architecture of one model. Subclasses add the options of their kind."""
-
-    kind: ClassVar[str] = ""
-
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    latent_dim: int = 32
-    backbone: str = "mlp"
-    # mlp: widths of the hidden layers, input side first (decoder mirrors them).
-    # conv: channels of the stride-2 conv stages, input side first.
-    hidden: tuple[int, ...] = (128, 64)
-    activation: str = "relu"
-    # Applied to the encoder's last layer (an imported model may end in ReLU).
-    latent_activation: str = "identity"
-    # conv only: width of the dense layer between the conv stages and the latent (0 = none).
-    dense: int = 256
-    recon_loss: str = "bce"
-    # Free-form provenance that does not change the architecture (e.g. "imported from keras").
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        from explorer.models.backbones import ACTIVATIONS, BACKBONES
-
-        self.input_shape = tuple(int(v) for v in self.input_shape)  # type: ignore[assignment]
-        self.hidden = tuple(int(v) for v in self.hidden)
-        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
-            raise ConfigError(f"input_shape must be (C, H, W) with positive sizes, got {self.input_shape}")
-        if self.input_shape[0] not in (1, 3):
-            raise ConfigError(f"input_shape must have 1 or 3 channels, got {self.input_shape[0]}")
-        if not 1 <= int(self.latent_dim) <= 65536:
-            raise ConfigError(f"latent_dim must be between 1 and 65536, got {self.latent_dim}")
-        self.latent_dim = int(self.latent_dim)
-        if any(h < 1 or h > 65536 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be between 1 and 65536, got {self.hidden}")
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone {self.backbone!r}; known: {', '.join(BACKBONES)}")
-        for name in ("activation", "latent_activation"):
-            if getattr(self, name) not in ACTIVATIONS:
-                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(ACTIVATIONS)}")
-        if self.recon_loss not in RECON_LOSSES:
-            raise ConfigError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
-        if self.dense < 0:
-            raise ConfigError(f"dense must be >= 0, got {self.dense}")
-        BACKBONES[self.backbone].check(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise ConfigError(f"config is for kind {kind!r}, not {cls.kind!r}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(
-                f"unknown config key(s) {', '.join(unknown)} for kind {cls.kind!r}; expected: {', '.join(sorted(names))}"
-            )
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid {cls.kind} config: {exc}") from None
-
-    @property
-    def input_size(self) -> int:
-        c, h, w = self.input_shape
-        return c * h * w
+__all__ = ["RECON_LOSSES", "Autoencoder", "ModelConfig"]
 
 
 class Autoencoder(nn.Module):
-    """Base class. Subclasses set ``kind`` and ``config_class`` and register themselves."""
+    """Base class. Subclasses set ``kind`` and ``config_class``; ``explorer.models`` lists them."""
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    # the encoder's last layer emits encoder_heads x latent_dim numbers (a VAE: mean and log-variance)
+    encoder_heads: ClassVar[int] = 1
+    has_prior: ClassVar[bool] = False
+    sparse_codes: ClassVar[bool] = False
+    code_name: ClassVar[str] = "latent dimension"
+    stat_titles: ClassVar[dict[str, str]] = {}
+    summary_stats: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -123,6 +66,18 @@ class Autoencoder(nn.Module):
     def input_shape(self) -> tuple[int, int, int]:
         return self.config.input_shape
 
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the device of the weights (the CPU for a model without torch weights)."""
+        first = next(iter(self.parameters()), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The float type inputs are cast to: that of the weights (float32 without torch weights)."""
+        first = next(iter(self.parameters()), None)
+        return first.dtype if first is not None else torch.float32
+
     # --- the contract -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -136,15 +91,37 @@ class Autoencoder(nn.Module):
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(self, x: torch.Tensor, since_fired: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Training terms. ``since_fired`` (F,): steps since each code unit was last active, kept by the
+        trainer for models with sparse codes; such a model adds a ``"fired"`` term, (F,) bool."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, since_fired: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         # forward() is the loss so that DistributedDataParallel sees the whole step.
-        return self.loss(x)
+        return self.loss(x, since_fired)
 
-    def post_step(self) -> None:
-        """Called after every optimiser step (the SAE renormalises its atoms here)."""
+    # --- hooks ----------------------------------------------------------------------------
+    def image_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Codes (B, L) and per-image statistics, each (B,), named as in ``stat_titles``."""
+        return self.encode(x), {}
+
+    def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents (n, L) from the model's prior; only kinds with ``has_prior`` have one."""
+        raise ConfigError(f"a {self.kind} model has no prior to sample from")
+
+    def sample_sparsity(self, latents: np.ndarray) -> int | None:
+        """For sparse codes: how many non-zeros a sampled code keeps, given encoded data (N, L); else None."""
+        return None
+
+    def baseline_components(self, metrics: dict[str, float]) -> int:
+        """PCA components that make a fair comparison: as many as the code has numbers."""
+        return self.latent_dim
+
+    def after_step(self, *, step: int, x: torch.Tensor, since_fired: torch.Tensor | None) -> torch.Tensor | None:
+        """Called after optimiser step ``step`` on batch x (the SAE renormalises and resamples here).
+
+        Returns the code units it re-initialised, (L,) bool, so the trainer restarts their counters; or None."""
+        return None
 
     # --- shared helpers -----------------------------------------------------------------
     def recon_terms(self, logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:

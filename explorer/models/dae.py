@@ -9,7 +9,6 @@ import torch
 
 from explorer.errors import ConfigError
 from explorer.models.ae import AE, AEConfig
-from explorer.registry import register
 
 NOISES = ("gaussian", "salt_pepper")
 
@@ -29,10 +28,10 @@ class DAEConfig(AEConfig):
             raise ConfigError(f"noise_level must be in [0, 1], got {self.noise_level}")
 
 
-@register
 class DAE(AE):
     kind = "dae"
     config_class = DAEConfig
+    config: DAEConfig
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         return corrupt(x, self.config.noise, self.config.noise_level)

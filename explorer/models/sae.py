@@ -9,16 +9,18 @@ feature's activation is its contribution's size; pixels come out through a sigmo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from explorer.errors import ConfigError
 from explorer.models.backbones import BACKBONES
-from explorer.models.base import Autoencoder, ModelConfig
-from explorer.registry import register
+from explorer.models.base import Autoencoder
+from explorer.models.config import ModelConfig
 
 SPARSITY = ("topk", "l1")
 
@@ -53,10 +55,14 @@ class SAEConfig(ModelConfig):
             raise ConfigError(f"l1_coeff must be >= 0, got {self.l1_coeff}")
 
 
-@register
 class SAE(Autoencoder):
     kind = "sae"
     config_class = SAEConfig
+    config: SAEConfig
+    sparse_codes = True
+    code_name = "feature"
+    stat_titles = {"l0": "active features (L0)"}
+    summary_stats = ("l0",)
 
     def __init__(self, config: SAEConfig) -> None:
         super().__init__(config)
@@ -64,10 +70,6 @@ class SAE(Autoencoder):
         atoms = torch.randn(config.latent_dim, config.input_size)
         self.W_dec = nn.Parameter(atoms / atoms.norm(dim=1, keepdim=True))  # (F, D), unit rows
         self.b_dec = nn.Parameter(torch.zeros(config.input_size))  # (D,)
-        # training-only bookkeeping, not saved: steps since each feature last fired
-        self.register_buffer("since_fired", torch.zeros(config.latent_dim), persistent=False)
-        self._steps = 0
-        self._last_batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (x, x_hat) for resampling
         last = self.encoder[-1]
         if isinstance(last, nn.Linear) and last.in_features == config.input_size:
             # a one-layer encoder starts as the dictionary's transpose, which avoids dead features
@@ -97,21 +99,34 @@ class SAE(Autoencoder):
         """Decoder atoms, one unit-norm row per feature, (F, D)."""
         return self.W_dec
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    # --- hooks ------------------------------------------------------------------------------
+    def image_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z = self.encode(x)
+        return z, {"l0": (z > 0).sum(1).float()}
+
+    def sample_sparsity(self, latents: np.ndarray) -> int | None:
+        if self.config.sparsity == "topk":
+            return int(self.config.k)
+        l0 = float((np.asarray(latents) > 0).sum(axis=1).mean()) if len(latents) else 1.0
+        return max(1, min(self.latent_dim, math.ceil(l0)))
+
+    def baseline_components(self, metrics: dict[str, float]) -> int:
+        # as many components as the SAE keeps numbers per image: its mean L0, rounded up
+        return max(1, math.ceil(metrics.get("l0", float(self.config.k))))
+
+    # --- training -----------------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, since_fired: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         pre = self.pre_activations(x)  # (B, F)
         z = self.activate(pre)
         terms = self.recon_terms(self.decode_logits(z), x)
+        terms["fired"] = (z > 0).any(0).detach()  # (F,) for the trainer's since-fired counters
         l0 = (z > 0).float().sum(1).mean().detach()
         total = terms["recon"]
-        if self.training:
-            self._last_batch = (x.detach(), torch.sigmoid(self.decode_logits(z.detach())).detach())
-        if self.training and self.config.aux_coeff > 0:
-            with torch.no_grad():
-                self.since_fired += 1
-                self.since_fired[(z > 0).any(0)] = 0
-            dead = self.since_fired > self.config.dead_steps  # (F,)
+        if since_fired is not None and self.training and self.config.aux_coeff > 0:
+            dead = since_fired > self.config.dead_steps  # (F,)
             n_dead = int(dead.sum())
             if n_dead:
+                # the dead features' largest pre-activations must explain what the live ones miss
                 masked = pre.masked_fill(~dead, float("-inf"))
                 values, idx = masked.topk(min(self.config.aux_k, n_dead), dim=-1)
                 z_aux = torch.zeros_like(pre).scatter(-1, idx, torch.relu(values))
@@ -125,21 +140,23 @@ class SAE(Autoencoder):
         return {"loss": total, "l0": l0, **terms}
 
     @torch.no_grad()
-    def post_step(self) -> None:
-        self._steps += 1
+    def after_step(self, *, step: int, x: torch.Tensor, since_fired: torch.Tensor | None) -> torch.Tensor | None:
         every = self.config.resample_every
-        if every and self._steps % every == 0:
-            self.resample_dead()
+        reset = None
+        if every and since_fired is not None and step % every == 0:
+            reset = since_fired > self.config.dead_steps  # (F,)
+            if not self.resample_dead(reset, x):
+                reset = None
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+        return reset
 
     @torch.no_grad()
-    def resample_dead(self) -> int:
-        """Point dead features at what the model reconstructs worst; returns how many were reset."""
-        dead = self.since_fired > self.config.dead_steps
+    def resample_dead(self, dead: torch.Tensor, x: torch.Tensor) -> int:
+        """Point the features in ``dead`` (F,) bool at what the model reconstructs worst in x; returns how many."""
         n_dead = int(dead.sum())
-        if not n_dead or self._last_batch is None:
+        if not n_dead:
             return 0
-        x, x_hat = self._last_batch
+        x_hat = self.decode(self.encode(x))
         resid = (x - x_hat).flatten(1).float()  # (B, D): what the live features miss
         score = resid.pow(2).sum(1)
         if float(score.sum()) <= 0:
@@ -153,5 +170,4 @@ class SAE(Autoencoder):
             scale = last.weight[alive].norm(dim=1).mean() * 0.2 if alive.any() else 0.2
             last.weight[dead] = atoms.to(last.weight.dtype) * scale
             last.bias[dead] = 0.0
-        self.since_fired[dead] = 0
         return n_dead

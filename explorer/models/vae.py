@@ -9,8 +9,8 @@ import torch
 
 from explorer.errors import ConfigError
 from explorer.models.backbones import BACKBONES
-from explorer.models.base import Autoencoder, ModelConfig
-from explorer.registry import register
+from explorer.models.base import Autoencoder
+from explorer.models.config import ModelConfig
 
 
 @dataclass
@@ -24,15 +24,19 @@ class VAEConfig(ModelConfig):
             raise ConfigError(f"beta must be in [0, 1000], got {self.beta}")
 
 
-@register
 class VAE(Autoencoder):
     kind = "vae"
     config_class = VAEConfig
+    config: VAEConfig
+    encoder_heads = 2
+    has_prior = True
+    stat_titles = {"sigma": "posterior σ", "kl": "KL (nats)"}
+    summary_stats = ("kl",)
 
     def __init__(self, config: VAEConfig) -> None:
         super().__init__(config)
         body = BACKBONES[config.backbone]
-        self.encoder = body.encoder(config, 2 * config.latent_dim)  # -> (mu, logvar)
+        self.encoder = body.encoder(config, self.encoder_heads * config.latent_dim)  # -> (mu, logvar)
         self.decoder = body.decoder(config)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,7 +55,12 @@ class VAE(Autoencoder):
         """KL(q(z|x) || N(0, I)) per input, (B,)."""
         return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
-    def loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def image_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        mu, logvar = self.posterior(x)
+        sigma = (0.5 * logvar).exp().mean(1)  # (B,) mean posterior std over dimensions
+        return mu, {"sigma": sigma, "kl": self.kl(mu, logvar)}
+
+    def loss(self, x: torch.Tensor, since_fired: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         mu, logvar = self.posterior(x)
         # reparameterisation: z = mu + sigma * eps keeps the sample differentiable in mu, sigma
         z = mu + (0.5 * logvar).exp() * torch.randn_like(mu) if self.training else mu
@@ -61,6 +70,5 @@ class VAE(Autoencoder):
 
     def sample_prior(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """n latent vectors from the prior N(0, temperature^2 I), (n, L). Decode them to get images."""
-        device = next(self.parameters()).device
-        eps = torch.randn((n, self.latent_dim), generator=generator, device="cpu")
-        return (temperature * eps).to(device)
+        eps = torch.randn((n, self.latent_dim), generator=generator, device="cpu")  # CPU: same draws on any device
+        return (temperature * eps).to(self.device)

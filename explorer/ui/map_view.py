@@ -13,20 +13,15 @@ from explorer.ui.state import Context
 
 
 def colour_values(ctx: Context) -> tuple[np.ndarray | None, str]:
+    """The per-image values behind the sidebar's "Colour by" choice, and their colour-bar title."""
     enc = ctx.map.encoded
-    match ctx.color_by:
-        case "reconstruction error":
-            return enc.recon_error, "recon MSE"
-        case "latent dimension":
-            return enc.latents[:, ctx.color_dim], f"z[{ctx.color_dim}]"
-        case "feature activation":
-            return enc.latents[:, ctx.color_dim], f"feature {ctx.color_dim}"
-        case "posterior σ":
-            return enc.sigma, "mean σ"
-        case "KL":
-            return enc.kl, "KL (nats)"
-        case "active features (L0)":
-            return enc.l0, "L0"
+    if ctx.color_by == "reconstruction error":
+        return enc.recon_error, "recon MSE"
+    if ctx.color_by == enc.code_name:
+        return enc.latents[:, ctx.color_dim], f"{enc.code_name} {ctx.color_dim}"
+    for name, values in enc.stats.items():
+        if ctx.color_by == enc.title(name):
+            return values, enc.title(name)
     return None, ""
 
 
@@ -65,10 +60,6 @@ def current_pick(ctx: Context, key: str) -> Picked:
         st.session_state[f"{key}:map"] = ctx.key
         pick = st.session_state[f"{key}:pick"] = Picked()
     return pick
-
-
-def clear_pick(key: str) -> None:
-    st.session_state[f"{key}:pick"] = Picked()
 
 
 def render(ctx: Context, key: str, overlays: list[dict] | None = None) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
+from explorer.latents import Encoded
 from explorer.projection import METRICS, ProjectionParams
 from explorer.selection import parse_point
 from explorer.ui import state
@@ -14,15 +17,9 @@ SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
 PROJECTIONS = {"UMAP 2-D": ("umap", 2), "UMAP 3-D": ("umap", 3), "PCA 2-D": ("pca", 2)}
 
 
-def _colour_options(kind: str) -> list[str]:
-    options = ["label", "reconstruction error"]
-    if kind == "vae":
-        options += ["latent dimension", "posterior σ", "KL"]
-    elif kind == "sae":
-        options += ["feature activation", "active features (L0)"]
-    else:
-        options += ["latent dimension"]
-    return options
+def colour_options(encoded: Encoded) -> list[str]:
+    """What the map can be coloured by: label, error, one code coordinate, and the model's own statistics."""
+    return ["label", "reconstruction error", encoded.code_name, *(encoded.title(k) for k in encoded.stats)]
 
 
 ACTIVATION_CHOICES = ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"]
@@ -37,17 +34,22 @@ def _upload_panel(sb) -> None:
             accept_multiple_files=True,
             key="up_model",
         )
-        c1, c2 = st.columns(2)
-        shape_text = c1.text_input("Input shape C,H,W", key="up_shape", placeholder="inferred: 784 -> 1,28,28")
-        kind = c2.selectbox("Kind", ["ae", "vae"], key="up_kind", help="A state_dict does not say; a VAE has a 2L head")
-        c3, c4 = st.columns(2)
-        act = c3.selectbox(
-            "Hidden activation", ACTIVATION_CHOICES, key="up_act", help="A state_dict does not record it"
-        )
-        latent_act = c4.selectbox("Latent activation", ["identity", *ACTIVATION_CHOICES[:-1]], key="up_lat")
         if files:
+            from explorer.importers.layers import importable_kinds
+
+            # the options appear with the files: they only matter then, and listing kinds imports torch
+            c1, c2 = st.columns(2)
+            shape_text = c1.text_input("Input shape C,H,W", key="up_shape", placeholder="inferred: 784 -> 1,28,28")
+            kind = c2.selectbox(
+                "Kind", importable_kinds(), key="up_kind", help="A state_dict does not say; a VAE has a 2L head"
+            )
+            c3, c4 = st.columns(2)
+            act = c3.selectbox(
+                "Hidden activation", ACTIVATION_CHOICES, key="up_act", help="A state_dict does not record it"
+            )
+            latent_act = c4.selectbox("Latent activation", ["identity", *ACTIVATION_CHOICES[:-1]], key="up_lat")
             blobs = [(f.name, f.getvalue()) for f in files]
-            options = {"kind": kind, "activation": act, "latent_activation": latent_act}
+            options: dict[str, Any] = {"kind": kind, "activation": act, "latent_activation": latent_act}
             token = state.sha256(
                 b"".join(b for _, b in blobs) + repr(sorted(options.items())).encode() + shape_text.encode()
             )
@@ -63,8 +65,12 @@ def _upload_panel(sb) -> None:
                         ref = state.add_upload(blobs, options)
                     st.session_state["ckpt"] = ref.name
                     st.session_state["up_msg"] = ("ok", f"Loaded {ref.name}: {ref.kind}, latent {ref.latent_dim}")
-                except ValueError as exc:
-                    st.session_state["up_msg"] = ("error", f"Input shape {shape_text!r}: {exc}, e.g. 1,28,28")
+                except ValueError:
+                    st.session_state["up_msg"] = (
+                        "error",
+                        f"Input shape {shape_text!r} is not three positive whole numbers C,H,W; "
+                        "type e.g. 1,28,28 for grey 28×28 images or 3,64,64 for colour 64×64, or leave it empty.",
+                    )
                 except ExplorerError as exc:
                     st.session_state["up_msg"] = ("error", f"Refused: {exc}")
         data_file = st.file_uploader(
@@ -75,9 +81,9 @@ def _upload_panel(sb) -> None:
             if st.session_state.get("up_data_done") != token:
                 st.session_state["up_data_done"] = token
                 ckpt_name = st.session_state.get("ckpt")
-                ref = state.uploads().get(ckpt_name) if ckpt_name in state.uploads() else None
-                shape = ref.input_shape if ref else (1, 28, 28)
-                if ref is None and ckpt_name:
+                held = state.uploads().get(ckpt_name) if ckpt_name in state.uploads() else None
+                shape = held.input_shape if held else (1, 28, 28)
+                if held is None and ckpt_name:
                     path = {p.stem: p for p in state.shipped_checkpoints()}.get(ckpt_name)
                     shape = state.checkpoint_ref(path).input_shape if path else shape
                 try:
@@ -131,18 +137,19 @@ def render() -> state.Context | None:
     if method == "pca":
         params = ProjectionParams("pca", dims)
 
-    options = _colour_options(ckpt.kind)
-    color_by = sb.selectbox("Colour by", options, key="color")
-    color_dim = 0
-    if color_by in ("latent dimension", "feature activation"):
-        color_dim = int(sb.number_input("Dimension" if ckpt.kind != "sae" else "Feature", 0, ckpt.latent_dim - 1, 0))
-
     try:
         ds, data_key = state.dataset_subset(ds_name, split, n, ckpt.input_shape)
         md = state.map_data(ckpt, ds, data_key, params)
     except ExplorerError as exc:
         st.error(f"Cannot map {ds_name} ({split}) with {name}: {exc}")
         return None
+
+    # the options come from the encoded data, so the sidebar needs no model (and no torch) before the map
+    color_by = sb.selectbox("Colour by", colour_options(md.encoded), key="color")
+    color_dim = 0
+    if color_by == md.encoded.code_name:
+        code = md.encoded.code_name
+        color_dim = int(sb.number_input(code[0].upper() + code[1:], 0, ckpt.latent_dim - 1, 0))
     sb.caption(
         f"{len(ds):,} images of {ds.name} · {params.label()} · "
         + ("precomputed" if md.source == "bundle" else "cached" if md.source == "cache" else f"{md.seconds:.1f} s")

@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from explorer.checkpoint import read_metadata
-from explorer.data import Dataset, fit_to_shape, load_dataset
+from explorer.data import Dataset, load_dataset
 from explorer.projection import ProjectionParams
 from explorer.workspace import (
     CHECKPOINT_DIR,
@@ -26,6 +26,7 @@ from explorer.workspace import (
     data_digest,
     map_key,
     sha256,
+    subset_for,
 )
 
 DEFAULT_CHECKPOINT = "fashion-mnist-vae-conv16"
@@ -69,7 +70,6 @@ class Context:
     map: MapData
     color_by: str
     color_dim: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -169,10 +169,7 @@ def _builtin_subset(name: str, split: str, n: int, input_shape: tuple[int, int, 
 
 
 def _subset(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
-    if n and n < len(ds):
-        ds = ds.subset(n, seed=0)
-    if ds.shape != tuple(input_shape):
-        ds = fit_to_shape(ds, input_shape)
+    ds = subset_for(ds, n, input_shape)
     return ds, data_digest(ds.images, ds.labels)
 
 

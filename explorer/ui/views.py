@@ -81,7 +81,7 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Map & decode")
     overlays: list[dict] = []
     typed = st.text_input("Decode at a map coordinate", key="typed_xy", placeholder="x, y  e.g. 2.5, -1")
-    spot = pick.spot
+    spot: tuple[float, ...] | None = pick.spot
     if typed and ctx.params.n_components == 2:
         try:
             spot = parse_point(typed, 2)
@@ -183,7 +183,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
     n = c1.select_slider("How many", [16, 36, 64, 100], value=64, key="samp_n")
     temperature = c2.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="samp_t")
     seed = int(c3.number_input("Seed", 0, 2**31 - 1, 0, key="samp_seed"))
-    if ctx.ckpt.kind == "vae":
+    if model.has_prior:
         z = ops.sample(model, n, temperature=temperature, seed=seed)
         st.caption("From the prior N(0, T²·I).")
     else:
@@ -191,8 +191,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
         z = ops.sample(model, n, temperature=temperature, seed=seed, posterior=post)
         st.caption(
             f"From a {post.n_components}-component Gaussian mixture fitted to the {len(ctx.map.labels):,} encoded "
-            "images (this model has no prior)"
-            + (", projected to valid sparse codes." if ctx.ckpt.kind == "sae" else ".")
+            "images (this model has no prior)" + (", projected to valid sparse codes." if model.sparse_codes else ".")
         )
     grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=2)
     st.image(grid, width="stretch")
@@ -217,21 +216,23 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
         c1.number_input("Image index", 0, n - 1, default, key="trav_i", help="Defaults to the first selected point")
     )
     z = lat[i]
-    sparse = ctx.ckpt.kind == "sae"
+    model = state.model(ctx.ckpt)
+    sparse = model.sparse_codes
+    code = model.code_name
     if sparse:
+        # a sparse code is zero almost everywhere: start from this image's strongest unit
         top = int(np.argmax(z))
-        label = f"Feature (this image's strongest is {top})"
+        label = f"{code.capitalize()} (this image's strongest is {top})"
         dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, top, key=f"trav_dim_{i}"))
     else:
         spread = lat.std(0)
-        dim = int(c2.number_input("Dimension", 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
+        label = code.capitalize()
+        dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
     steps = st.slider("Steps", 3, 32, 12, key="trav_steps")
     values = ops.traverse_range(lat, dim, n=steps, sparse=sparse)
     path = ops.traverse(z, dim, values)
-    frames = ops.decode(state.model(ctx.ckpt), path)
-    st.markdown(
-        f"**#{i} ({_label(ctx, i)})**, {'feature' if sparse else 'z'}[{dim}] from {values[0]:.2f} to {values[-1]:.2f}"
-    )
+    frames = ops.decode(model, path)
+    st.markdown(f"**#{i} ({_label(ctx, i)})**, {code} {dim} from {values[0]:.2f} to {values[-1]:.2f}")
     st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=2), width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(

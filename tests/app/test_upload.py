@@ -5,7 +5,7 @@ import pickle
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import registry
+from explorer import models
 from explorer.checkpoint import checkpoint_bytes
 
 
@@ -34,7 +34,7 @@ views.decode_view()
 
 
 def model_file(tmp_path, kind, latent, tag):
-    model = registry.build(registry.config_class(kind)(hidden=(32,), latent_dim=latent))
+    model = models.build(models.config_class(kind)(hidden=(32,), latent_dim=latent))
     path = tmp_path / f"{tag}.safetensors"
     path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
     return path

@@ -1,13 +1,11 @@
 """The real thing: streamlit server + Chromium. Box selection decodes images; a box over empty
-space decodes that spot; interpolation draws its path on the map. Saves the README screenshot."""
-
-from pathlib import Path
+space decodes that spot; interpolation draws its path on the map. Takes the README's pictures
+(into tests/e2e/artifacts; scripts/screenshots.sh copies them to docs/)."""
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 MAP = ".js-plotly-plot"
 
 
@@ -37,7 +35,7 @@ def trace_names(page):
     return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
 
 
-def test_box_selection_decodes_and_spot_decodes(server, page):
+def test_box_selection_decodes_and_spot_decodes(server, page, screenshots):
     page.goto(server)
     wait_for_map(page)
     names = trace_names(page)
@@ -53,8 +51,7 @@ def test_box_selection_decodes_and_spot_decodes(server, page):
     images.first.wait_for(timeout=30_000)
     assert images.count() >= 1
     assert images.first.evaluate("img => img.naturalWidth") > 100
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "screenshot.png"))
+    page.screenshot(path=str(screenshots / "screenshot.png"))
 
     # a tiny box in the empty top-left corner of the map: no points, but a spot to decode
     x, y = area["x"] + 6, area["y"] + 6
@@ -64,7 +61,7 @@ def test_box_selection_decodes_and_spot_decodes(server, page):
     page.wait_for_function(
         "() => document.querySelector('.js-plotly-plot').data.some(t => t.name === 'decoded spot')", timeout=30_000
     )
-    page.screenshot(path=str(DOCS / "spot.png"))
+    page.screenshot(path=str(screenshots / "spot.png"))
 
 
 def test_typed_coordinate_decodes(server, page):
@@ -76,7 +73,7 @@ def test_typed_coordinate_decodes(server, page):
     page.get_by_text("Decoded at (0.00, 0.00)", exact=False).first.wait_for(timeout=60_000)
 
 
-def test_interpolation_path_is_drawn_on_the_map(server, page):
+def test_interpolation_path_is_drawn_on_the_map(server, page, screenshots):
     page.goto(server + "/interpolate")
     wait_for_map(page)
     page.get_by_text("Interpolate", exact=True).first.wait_for()
@@ -88,7 +85,7 @@ def test_interpolation_path_is_drawn_on_the_map(server, page):
     )
     assert path == 16
     assert page.get_by_role("button", name="Animated GIF").count() == 1
-    page.screenshot(path=str(DOCS / "interpolate.png"))
+    page.screenshot(path=str(screenshots / "interpolate.png"))
 
 
 @pytest.mark.parametrize("view", ["sample", "traverse"])
@@ -116,10 +113,10 @@ def _upload(page, path):
 
 
 def test_upload_maps_and_decodes_a_new_checkpoint(server, page, tmp_path):
-    from explorer import registry
+    from explorer import models
     from explorer.checkpoint import checkpoint_bytes
 
-    model = registry.build(registry.config_class("ae")(hidden=(64,), latent_dim=8))
+    model = models.build(models.config_class("ae")(hidden=(64,), latent_dim=8))
     path = tmp_path / "my-model.safetensors"
     path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
     page.goto(server)

@@ -6,13 +6,13 @@ import struct
 import pytest
 import torch
 
-from explorer import CheckpointError, ExplorerError, load_checkpoint, read_metadata, registry
+from explorer import CheckpointError, ExplorerError, load_checkpoint, models, read_metadata
 from explorer.checkpoint import checkpoint_bytes, save_checkpoint
 
 
 @pytest.fixture
 def good() -> bytes:
-    model = registry.build(registry.config_class("ae")(hidden=(16,), latent_dim=4))
+    model = models.build(models.config_class("ae")(hidden=(16,), latent_dim=4))
     return checkpoint_bytes(model, dataset={"name": "unit"}, training={"device": "cpu"}, metrics={})
 
 
@@ -39,7 +39,7 @@ def test_path_and_bytes_both_load(good, tmp_path):
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
-    model = registry.build(registry.config_class("ae")(hidden=(16,), latent_dim=4))
+    model = models.build(models.config_class("ae")(hidden=(16,), latent_dim=4))
     save_checkpoint(model, tmp_path / "a.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
 
@@ -126,6 +126,23 @@ def test_malformed_checkpoint_is_refused_with_a_specific_message(name, good):
         load_checkpoint(make(good))
 
 
+def test_one_size_limit_is_checked_before_reading(tmp_path):
+    path = tmp_path / "huge.safetensors"
+    with open(path, "wb") as fh:
+        fh.truncate(2 * 2**30 + 1)  # sparse: nothing is written, but stat() reports the size
+    with pytest.raises(CheckpointError, match=r"huge.safetensors is 2 GiB, more than the 2 GiB allowed"):
+        load_checkpoint(path)
+
+
+def test_foreign_file_is_named_with_its_file_name(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"\x80\x04\x95" + bytes(40))
+    with pytest.raises(
+        CheckpointError, match=r"^model.safetensors: this is a Python pickle .*`python -m explorer import"
+    ):
+        read_metadata(path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint file at"):
         load_checkpoint(tmp_path / "nope.safetensors")
@@ -146,7 +163,7 @@ def test_loader_never_reaches_pickle(good, monkeypatch):
 @pytest.mark.parametrize("pad", [0, 1, 200, 600])
 def test_header_lengths_that_look_like_pickle_bytes_still_load(pad):
     """A header of 640 bytes starts 0x80 0x02, like a pickle; it must still load."""
-    model = registry.build(registry.config_class("ae")(hidden=(16,), latent_dim=4))
+    model = models.build(models.config_class("ae")(hidden=(16,), latent_dim=4))
     for extra in range(pad, pad + 300):
         buf = checkpoint_bytes(model, dataset={"name": "x" * extra})
         if buf[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import zipfile
 
 import h5py
@@ -19,9 +20,11 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from torch import nn
 
-from explorer import CheckpointError, load_checkpoint, registry
-from explorer.importers import add_arguments, describe, detect_format, import_model, main, torch_state
-from explorer.importers.torch_state import load_state_dict_safely, natural_order
+from explorer import CheckpointError, ExplorerError, load_checkpoint, models, untrusted
+from explorer.cli import import_model as import_command
+from explorer.importers import describe, detect_format, import_model, torch_state
+from explorer.importers.layers import natural_order
+from explorer.importers.torch_state import load_state_dict_safely
 
 TOL = 1e-5
 
@@ -100,8 +103,8 @@ def test_design_source_state_dict_reconstructs_the_same(design, design_file):
 
 def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return main(parser.parse_args(argv))
+    import_command.add_arguments(parser)
+    return import_command.run(parser.parse_args(argv))
 
 
 def test_cli_writes_a_checkpoint_that_loads(design, design_file, tmp_path, capsys):
@@ -119,7 +122,7 @@ def test_cli_writes_a_checkpoint_that_loads(design, design_file, tmp_path, capsy
 
 
 def test_cli_errors_propagate(tmp_path):
-    with pytest.raises(CheckpointError, match="no file at"):
+    with pytest.raises(CheckpointError, match="no model file at"):
         _cli([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o.safetensors")])
     with pytest.raises(SystemExit):  # argparse rejects a malformed shape itself
         _cli(["x.pt", "--out", "o.safetensors", "--input-shape", "28,28"])
@@ -176,11 +179,11 @@ def test_natural_order_puts_fc10_after_fc2_and_encoder_first():
 
 
 def test_own_conv_autoencoder_round_trip():
-    cfg = registry.config_class("ae")(
+    cfg = models.config_class("ae")(
         input_shape=(1, 28, 28), backbone="conv", hidden=(8, 16), dense=32, latent_dim=6, activation="elu"
     )
     torch.manual_seed(3)
-    src = registry.build(cfg).eval()
+    src = models.build(cfg).eval()
     model = import_model([("conv.pt", torch_bytes(src.state_dict()))], activation="elu")
     got = model.config
     assert (got.backbone, got.hidden, got.dense, got.latent_dim, got.input_shape) == (
@@ -236,7 +239,7 @@ def test_vae_with_separate_mean_and_logvar_heads():
 
 def test_own_mlp_vae_round_trip():
     torch.manual_seed(5)
-    src = registry.build(registry.config_class("vae")(hidden=(64,), latent_dim=6)).eval()
+    src = models.build(models.config_class("vae")(hidden=(64,), latent_dim=6)).eval()
     model = import_model([("vae.safetensors", st_save(src.state_dict()))], kind="vae")
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
@@ -252,7 +255,7 @@ def test_sae_is_not_importable(design_file):
 def test_own_checkpoint_is_loaded_as_is(tmp_path):
     from explorer.checkpoint import checkpoint_bytes
 
-    src = registry.build(registry.config_class("ae")(hidden=(16,), latent_dim=4))
+    src = models.build(models.config_class("ae")(hidden=(16,), latent_dim=4))
     model = import_model([("ours.safetensors", checkpoint_bytes(src, dataset={"name": "unit"}))])
     assert model.info["dataset"] == {"name": "unit"}
     x = torch.rand(4, 1, 28, 28)
@@ -428,6 +431,134 @@ def test_zip_bomb_is_refused_before_loading():
         zf.writestr("archive/data/0", bytes(50 * 2**20))
     with pytest.raises(CheckpointError, match="zip bomb"):
         torch_state.check_torch_zip(buf.getvalue(), "bomb.pt")
+
+
+@pytest.mark.parametrize(
+    ("pkl", "detail"),
+    [
+        (b"\x80\x02garbage", "it uses pickle instruction 103"),  # an opcode the weights-only unpickler lacks
+        (b"\x80\x02}q\x00}b.", "it rebuilds an object of type dict"),  # BUILD on a plain dict
+    ],
+)
+def test_weights_only_refusals_are_worded_by_us(pkl, detail):
+    with pytest.raises(CheckpointError) as info:
+        import_model([("odd.pt", torch_like_zip(pkl))])
+    message = str(info.value)
+    assert message.startswith("odd.pt: the file contains objects other than tensors") and detail in message
+    assert message.endswith("torch.save(model.state_dict(), 'model.pt')")
+    # nothing of torch's own long explanation, cut or whole, and no object reprs
+    assert "documentation" not in message and "trusted source" not in message and " at 0x" not in message
+
+
+def test_non_string_keys_are_described_by_type():
+    with pytest.raises(CheckpointError, match=r"holds a dict \{'a': int, <int key>: Tensor\}, not a state_dict"):
+        import_model([("keys.pt", torch_bytes({"a": 1, 2: torch.zeros(1)}))])
+
+
+# --- explorer.untrusted: one place for every stranger's bytes ---------------------------------------------
+
+
+def _bomb_zip(first: str, second: str | None = None) -> bytes:
+    """A zip whose ``first`` member is 5 MiB of zeros, deflated about 1000-fold; ``second`` holds b"{}"."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(first, bytes(5 * 2**20))
+        if second:
+            zf.writestr(second, b"{}")
+    return buf.getvalue()
+
+
+def _load_upload(blob: bytes) -> None:
+    from explorer.data import load_user_dataset
+
+    load_user_dataset(blob, filename="bomb.zip")
+
+
+BOMBS = {
+    "dataset upload": (lambda: _bomb_zip("a/zeros.png", "a/1.png"), _load_upload),
+    "torch.save file": (
+        lambda: _bomb_zip("archive/data/0", "archive/data.pkl"),
+        lambda blob: import_model([("bomb.pt", blob)]),
+    ),
+    ".keras file": (
+        lambda: _bomb_zip("model.weights.h5", "config.json"),
+        lambda blob: import_model([("bomb.keras", blob)]),
+    ),
+}
+
+
+@pytest.mark.parametrize("caller", list(BOMBS))
+def test_one_zip_check_for_every_archive(caller, monkeypatch):
+    make, load = BOMBS[caller]
+    with pytest.raises(ExplorerError, match=r"would expand \d+x .* beyond the 200x allowed; it looks like a zip bomb"):
+        load(make())
+    monkeypatch.setattr(untrusted, "MAX_ZIP_MEMBERS", 1)
+    with pytest.raises(ExplorerError, match="has 2 entries; at most 1 are allowed"):
+        load(make())
+
+
+def test_zip_entries_are_counted_before_zipfile_reads_the_directory(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("zipfile parsed a directory that was over the entry limit")
+
+    blob = _bomb_zip("a", "b")
+    monkeypatch.setattr(untrusted, "MAX_ZIP_MEMBERS", 1)
+    monkeypatch.setattr(untrusted.zipfile, "ZipFile", boom)
+    with pytest.raises(CheckpointError, match="2 entries"):
+        untrusted.open_zip(blob, label="many.zip", max_unpacked=2**30, error=CheckpointError)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"", "empty"),
+        (st_save({"w": torch.zeros(2)}), "safetensors"),
+        (b"PK\x03\x04" + bytes(30), "zip"),
+        (b"PK\x05\x06" + bytes(18), "zip"),
+        (pickle.dumps({"a": 1}, protocol=2), "pickle"),
+        (pickle.dumps({"a": 1}, protocol=5), "pickle"),
+        (b"\x89HDF\r\n\x1a\n" + bytes(8), "hdf5"),
+        (b"\x1f\x8b\x08" + bytes(8), "gzip"),
+        (b"\x93NUMPY\x01\x00", "npy"),
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"\xff\xd8\xff\xe0", "jpeg"),
+        (b"\x08\x08\x12\x07pytorch" + bytes(8), "onnx"),
+        (b"hello world", None),
+    ],
+)
+def test_sniff_names_formats_by_content(head, expected):
+    assert untrusted.sniff(head) == expected
+
+
+def test_safetensors_whose_length_looks_like_a_pickle_is_still_safetensors():
+    for pad in range(1000):  # a header of 640 bytes (0x0280) starts 0x80 0x02
+        blob = st_save({"w": torch.zeros(2)}, metadata={"pad": "x" * pad})
+        if blob[:2] == b"\x80\x02":
+            assert untrusted.sniff(blob) == "safetensors"
+            return
+    pytest.fail("no header length in range started with 0x80 0x02")
+
+
+def test_read_bounded_refuses_before_reading(tmp_path):
+    big = tmp_path / "big.pt"
+    big.write_bytes(bytes(2048))
+    with pytest.raises(CheckpointError, match=r"big.pt is 2 KiB, more than the 1 KiB allowed"):
+        untrusted.read_bounded(big, limit=1024)
+    with pytest.raises(CheckpointError, match="mine.pt is 2 KiB, more than the 1 KiB allowed"):
+        untrusted.read_bounded(bytes(2048), label="mine.pt", limit=1024)
+    with pytest.raises(CheckpointError, match="is a folder, not a model file"):
+        untrusted.read_bounded(tmp_path, what="model file")
+    assert untrusted.read_bounded(big, limit=2048) == bytes(2048)
+
+
+def test_broken_bare_safetensors_names_the_tensor():
+    blob = bytearray(st_save({"a.weight": torch.zeros(4, 4), "b.weight": torch.zeros(4, 4)}))
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n])
+    header["b.weight"]["data_offsets"] = header["a.weight"]["data_offsets"]  # two tensors on the same bytes
+    raw = json.dumps(header, separators=(",", ":")).encode().ljust(n)
+    with pytest.raises(CheckpointError, match=r"x.safetensors: tensor '.\.weight': data at \[0, 64\) overlaps"):
+        torch_state.load_safetensors_state(bytes(blob[:8]) + raw + bytes(blob[8 + n :]), "x.safetensors")
 
 
 # --- Keras ------------------------------------------------------------------------------------------------
@@ -668,3 +799,26 @@ def test_keras_links_out_of_the_file_are_refused(tmp_path):
         h5["layers/sequential/layers/dense"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/x")
     with pytest.raises(CheckpointError, match="ExternalLink"):
         import_model([(path.name, _keras_zip(path, config, buf.getvalue()))])
+
+
+def test_keras_weights_are_read_in_the_child(tmp_path, monkeypatch):
+    from explorer.untrusted.sandbox import run_child
+
+    def boom(*args, **kwargs):
+        raise AssertionError("h5py parsed a stranger's file in the server process")
+
+    path = tmp_path / "ae.keras"
+    write_keras(path, [784, 32, 8], [8, 32, 784])
+    monkeypatch.setattr(h5py, "File", boom)
+    model = import_model([(path.name, path.read_bytes())])
+    assert model.latent_dim == 8
+    with zipfile.ZipFile(path) as zf:
+        weights = zf.read("model.weights.h5")
+    spec = {"name": "dense", "paths": ["layers/sequential/layers/dense"], "units": 32, "use_bias": True}
+    request = {"layers": [[spec]], "max_weight_bytes": 2**20}
+    tensors, _ = run_child("keras-h5", weights, label="ae.keras", request=request)
+    assert tensors["0.0.kernel"].shape == (784, 32) and tensors["0.0.bias"].shape == (32,)
+    with pytest.raises(CheckpointError, match="ae.keras: reading took longer than 0.05 s"):
+        run_child("keras-h5", weights, label="ae.keras", request=request, timeout_s=0.05)
+    with pytest.raises(CheckpointError, match=r"ae.keras: model.weights.h5 is not a readable HDF5 file"):
+        run_child("keras-h5", weights[: len(weights) // 2], label="ae.keras", request=request)

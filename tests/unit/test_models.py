@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from explorer import registry
+from explorer import models
 from explorer.checkpoint import checkpoint_bytes, load_checkpoint
 from explorer.errors import ConfigError
 from explorer.models.backbones import BACKBONES
@@ -14,21 +14,21 @@ SHAPES = [(1, 28, 28), (3, 32, 32)]
 
 
 def small_config(kind: str, backbone: str, shape=(1, 28, 28)):
-    cls = registry.config_class(kind)
+    cls = models.config_class(kind)
     kwargs = {"input_shape": shape, "backbone": backbone, "latent_dim": 8}
     kwargs["hidden"] = (8, 16) if backbone == "conv" else (32,)
-    if kind == "sae":
+    if "k" in {f.name for f in dataclasses.fields(cls)}:  # a sparse dictionary: many features, few active
         kwargs.update(latent_dim=64, k=4)
     return cls(**kwargs)
 
 
-CASES = [(k, b, s) for k in registry.kinds() for b in BACKBONES for s in SHAPES]
+CASES = [(k, b, s) for k in models.kinds() for b in BACKBONES for s in SHAPES]
 IDS = [f"{k}-{b}-{s[0]}x{s[1]}" for k, b, s in CASES]
 
 
 @pytest.mark.parametrize(("kind", "backbone", "shape"), CASES, ids=IDS)
 def test_shapes_and_range(kind, backbone, shape):
-    model = registry.build(small_config(kind, backbone, shape)).eval()
+    model = models.build(small_config(kind, backbone, shape)).eval()
     x = torch.rand(5, *shape)
     z = model.encode(x)
     assert z.shape == (5, model.latent_dim)
@@ -43,7 +43,7 @@ def test_shapes_and_range(kind, backbone, shape):
 
 @pytest.mark.parametrize(("kind", "backbone", "shape"), CASES, ids=IDS)
 def test_checkpoint_round_trip_is_bit_exact(kind, backbone, shape):
-    model = registry.build(small_config(kind, backbone, shape))
+    model = models.build(small_config(kind, backbone, shape))
     meta = {"dataset": {"name": "unit"}, "training": {"device": "cpu", "epochs": 3}, "metrics": {"mse": 0.5}}
     loaded = load_checkpoint(checkpoint_bytes(model, **meta))
     assert loaded.config == model.config
@@ -55,9 +55,9 @@ def test_checkpoint_round_trip_is_bit_exact(kind, backbone, shape):
         assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize(("kind", "backbone"), [(k, b) for k in registry.kinds() for b in BACKBONES])
+@pytest.mark.parametrize(("kind", "backbone"), [(k, b) for k in models.kinds() for b in BACKBONES])
 def test_one_training_step_lowers_the_loss(kind, backbone):
-    model = registry.build(small_config(kind, backbone))
+    model = models.build(small_config(kind, backbone))
     x = torch.rand(16, 1, 28, 28).round()  # binary images: an easy, well-defined target
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
@@ -69,14 +69,14 @@ def test_one_training_step_lowers_the_loss(kind, backbone):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        model.post_step()
+        model.after_step(step=1, x=x, since_fired=None)
     torch.manual_seed(1)
     assert model.loss(x)["recon"].item() < before
 
 
 def test_classic_mlp_layout():
     """The design source's PyTorch model: Linear 784-128-64-32 with ReLU, back to 784 with a sigmoid."""
-    model = registry.build(registry.config_class("ae")(hidden=(128, 64), latent_dim=32))
+    model = models.build(models.config_class("ae")(hidden=(128, 64), latent_dim=32))
     enc = [m for m in model.encoder if isinstance(m, torch.nn.Linear)]
     dec = [m for m in model.decoder if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in enc] == [(784, 128), (128, 64), (64, 32)]
@@ -84,7 +84,7 @@ def test_classic_mlp_layout():
 
 
 def test_vae_posterior_and_prior():
-    model = registry.build(small_config("vae", "mlp")).eval()
+    model = models.build(small_config("vae", "mlp")).eval()
     x = torch.rand(4, 1, 28, 28)
     mu, logvar = model.posterior(x)
     assert mu.shape == logvar.shape == (4, 8)
@@ -96,18 +96,18 @@ def test_vae_posterior_and_prior():
 
 
 def test_sae_sparsity_and_unit_atoms():
-    model = registry.build(small_config("sae", "mlp"))
+    model = models.build(small_config("sae", "mlp"))
     x = torch.rand(32, 1, 28, 28)
     z = model.encode(x)
     assert ((z > 0).sum(1) <= 4).all()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.loss(x)["loss"].backward()
     opt.step()
-    model.post_step()
+    model.after_step(step=1, x=x, since_fired=None)
     assert torch.allclose(model.atoms.norm(dim=1), torch.ones(64), atol=1e-5)
     assert model.loss(x)["l0"].item() <= 4
 
-    l1 = registry.build(dataclasses.replace(small_config("sae", "mlp"), sparsity="l1"))
+    l1 = models.build(dataclasses.replace(small_config("sae", "mlp"), sparsity="l1"))
     terms = l1.loss(x)
     assert "l1" in terms and terms["loss"] > terms["recon"]
 
@@ -125,9 +125,9 @@ def test_dae_corrupts_only_while_training():
 
 def test_registry_lists_names_and_refuses_duplicates():
     with pytest.raises(ConfigError, match="known kinds: ae, dae, sae, vae"):
-        registry.model_class("gan")
+        models.model_class("gan")
     with pytest.raises(ConfigError, match="registered twice"):
-        registry.register(registry.model_class("ae"))
+        models.KINDS.register(models.model_class("ae"))
 
 
 @pytest.mark.parametrize(
@@ -142,39 +142,98 @@ def test_registry_lists_names_and_refuses_duplicates():
 )
 def test_config_errors_are_specific(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        registry.config_class("ae")(**kwargs)
+        models.config_class("ae")(**kwargs)
 
 
 def test_config_from_dict_rejects_unknown_keys():
-    data = registry.config_class("vae")().to_dict()
-    assert registry.config_from_dict(data) == registry.config_class("vae")()
+    data = models.config_class("vae")().to_dict()
+    assert models.config_from_dict(data) == models.config_class("vae")()
     data["gamma"] = 2
     with pytest.raises(ConfigError, match="unknown config key\\(s\\) gamma for kind 'vae'"):
-        registry.config_from_dict(data)
+        models.config_from_dict(data)
 
 
 def test_sae_dead_features_get_a_gradient_through_the_aux_loss():
-    model = registry.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, aux_k=8))
+    model = models.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, aux_k=8))
     model.train()
     x = torch.rand(8, 1, 28, 28)
-    model.since_fired.fill_(5.0)  # every feature counts as dead before this step
-    terms = model.loss(x)
-    assert "dead" in terms
+    since_fired = torch.full((model.latent_dim,), 5.0)  # the trainer's counters: every feature looks dead
+    terms = model.loss(x, since_fired)
+    assert "dead" in terms and terms["fired"].shape == (model.latent_dim,)
     terms["loss"].backward()
     alive = (model.encode(x) > 0).any(0)
+    assert torch.equal(terms["fired"], alive)
     grads = model.W_dec.grad.abs().sum(1)
     assert (grads[~alive] > 0).any(), "dead atoms must receive gradient from the aux loss"
-    assert "since_fired" not in model.state_dict(), "bookkeeping is not saved in checkpoints"
+    assert "dead" not in model.loss(x)  # without the trainer's counters there is no aux loss
+    assert not any(k.startswith("since") for k in model.state_dict()), "training state lives in the trainer"
 
 
 def test_sae_resamples_dead_features_towards_badly_reconstructed_inputs():
-    model = registry.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, resample_every=1))
+    model = models.build(dataclasses.replace(small_config("sae", "mlp"), dead_steps=1, resample_every=2))
     model.train()
     x = torch.rand(8, 1, 28, 28)
-    model.loss(x)
-    model.since_fired[:10] = 5.0
-    before = model.W_dec[:10].clone()
-    assert model.resample_dead() == 10
-    assert not torch.allclose(model.W_dec[:10], before)
+    since_fired = torch.zeros(model.latent_dim)
+    since_fired[:10] = 5.0
+    before = model.W_dec.detach().clone()
+    model.after_step(step=1, x=x, since_fired=since_fired)  # not a resampling step: only renormalised
+    assert torch.allclose(model.W_dec[:10], before[:10], atol=1e-6)
+    model.after_step(step=2, x=x, since_fired=since_fired)
+    assert not torch.allclose(model.W_dec[:10], before[:10])
+    assert torch.allclose(model.W_dec[10:], before[10:], atol=1e-6)
     assert torch.allclose(model.W_dec[:10].norm(dim=1), torch.ones(10), atol=1e-5)
-    assert (model.since_fired[:10] == 0).all()
+
+
+@pytest.mark.parametrize("kind", models.kinds())
+def test_every_kind_answers_the_hooks(kind):
+    model = models.build(small_config(kind, "mlp")).eval()
+    x = torch.rand(6, 1, 28, 28)
+    z, stats = model.image_stats(x)
+    assert torch.equal(z, model.encode(x)), "image_stats returns the same codes as encode"
+    assert set(stats) == set(model.stat_titles) and set(model.summary_stats) <= set(stats)
+    assert all(v.shape == (6,) for v in stats.values())
+    if model.has_prior:
+        assert model.sample_prior(3).shape == (3, model.latent_dim)
+    else:
+        with pytest.raises(ConfigError, match="no prior"):
+            model.sample_prior(3)
+    k = model.sample_sparsity(z.detach().numpy())
+    assert (k is not None) == model.sparse_codes
+    if model.sparse_codes:
+        assert (z >= 0).all() and 1 <= k <= model.latent_dim
+    assert 1 <= model.baseline_components({"l0": 3.2}) <= model.latent_dim
+
+
+def test_a_fifth_kind_is_one_class_and_one_registration():
+    """A kind the rest of the explorer has never heard of encodes, evaluates and samples through the hooks."""
+    import numpy as np
+
+    from explorer import ops
+    from explorer.latents import encode_dataset
+    from explorer.metrics import evaluate
+    from explorer.models.ae import AE, AEConfig
+    from explorer.registry import KindRegistry
+
+    @dataclasses.dataclass
+    class TiedConfig(AEConfig):
+        kind = "tied"
+
+    class Tied(AE):  # an AE that reports the norm of its code as a per-image statistic
+        kind = "tied"
+        config_class = TiedConfig
+        stat_titles = {"norm": "code norm"}
+        summary_stats = ("norm",)
+
+        def image_stats(self, x):
+            z = self.encode(x)
+            return z, {"norm": z.norm(dim=1)}
+
+    table = KindRegistry()
+    table.register(Tied)
+    model = table.build(TiedConfig(hidden=(16,), latent_dim=4)).eval()
+    images = (np.random.default_rng(0).random((12, 28, 28)) * 255).astype(np.uint8)
+    enc = encode_dataset(model, images)
+    assert set(enc.stats) == {"norm"} and enc.title("norm") == "code norm"
+    assert "norm" in evaluate(model, torch.rand(5, 1, 28, 28))
+    post = ops.AggregatePosterior.for_model(model, np.random.default_rng(0).normal(size=(60, 4)))
+    assert ops.sample(model, 3, posterior=post).shape == (3, 4)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import ops, registry
+from explorer import models as zoo
+from explorer import ops
 from explorer.errors import ExplorerError
 
 
@@ -12,7 +13,7 @@ def make_model(kind: str, shape=(1, 28, 28)):
     kwargs = {"input_shape": shape, "backbone": "mlp", "latent_dim": 8, "hidden": (32,)}
     if kind == "sae":
         kwargs.update(latent_dim=64, k=4)
-    return registry.build(registry.config_class(kind)(**kwargs)).eval()
+    return zoo.build(zoo.config_class(kind)(**kwargs)).eval()
 
 
 @pytest.fixture(scope="module")

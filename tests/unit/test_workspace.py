@@ -1,18 +1,22 @@
 """Maps are cached on disk by content digest: a second session (a new cache object, a new process)
 gets the same map without recomputing; a different checkpoint or dataset never collides."""
 
+import logging
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from explorer import registry
+from explorer import models
 from explorer.checkpoint import checkpoint_bytes, load_checkpoint
 from explorer.projection import ProjectionParams
-from explorer.workspace import DiskCache, MemoryCache, cached_map, compute_map, data_digest, sha256
+from explorer.workspace import DiskCache, MemoryCache, cached_map, compute_map, data_digest, map_key, sha256
 
 
 @pytest.fixture
 def setup(tmp_path):
-    model = registry.build(registry.config_class("ae")(hidden=(32,), latent_dim=4))
+    model = models.build(models.config_class("ae")(hidden=(32,), latent_dim=4))
     raw = checkpoint_bytes(model)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(300, 28, 28), dtype=np.uint8)
@@ -46,15 +50,42 @@ def test_keys_depend_on_content_params_and_checkpoint(setup):
     assert cached_map(digest, data_digest(other, labels), params, cache) is None
 
 
-def test_disk_cache_is_bounded_and_tolerates_damage(tmp_path):
+def test_disk_cache_is_bounded_and_tolerates_damage(tmp_path, caplog):
     cache = DiskCache(tmp_path, max_bytes=3000)
     for i in range(5):
         cache.put(f"{i:064x}", bytes(1000))
     assert len(list(tmp_path.glob("*.npz"))) <= 3
-    cache.put("a" * 64, b"not an npz")
-    assert cached_map("b" * 64, "c" * 64, ProjectionParams(), cache) is None
+    params = ProjectionParams()
+    damaged = cache.path(map_key("b" * 64, "c" * 64, params))
+    cache.put(damaged.stem, b"not an npz")
+    with caplog.at_level(logging.WARNING, logger="explorer.workspace"):
+        assert cached_map("b" * 64, "c" * 64, params, cache) is None
+    assert str(damaged) in caplog.text, "a swallowed error is logged"
     with pytest.raises(ValueError):
         cache.path("../escape")
+
+
+def test_eviction_tolerates_files_removed_by_another_process(tmp_path, monkeypatch):
+    cache = DiskCache(tmp_path, max_bytes=2500)
+    old = [cache.path(f"{i:064x}") for i in range(3)]
+    for age, path in enumerate(reversed(old), start=1):
+        path.write_bytes(bytes(1000))
+        os.utime(path, (1e9 - age, 1e9 - age))  # old[0] is the oldest
+    stat = Path.stat
+
+    def racing_stat(self, *args, **kwargs):
+        # another process's eviction removes old[0] after the listing, and old[1] after its stat
+        if self == old[0]:
+            self.unlink(missing_ok=True)
+        result = stat(self, *args, **kwargs)
+        if self == old[1]:
+            self.unlink()
+        return result
+
+    monkeypatch.setattr(Path, "stat", racing_stat)
+    cache.put("f" * 64, bytes(1000))
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == sorted([old[2].name, f"{'f' * 64}.npz"])
 
 
 def test_memory_cache_bounds_entries_and_age(monkeypatch):

@@ -1,4 +1,4 @@
-"""``python -m explorer bench``: the dashboard's speed, measured the way a user meets it. Prints medians.
+"""The dashboard's speed, measured the way a user meets it, and the quality of the click-anywhere inverse.
 
 1. cold start: a fresh ``streamlit run app.py``; server time = launch -> healthy, plus the
    first script run's start -> map emitted (marks written by the app when
@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -20,9 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from explorer.devserver import CHROMIUM, CHROMIUM_ARGS, ROOT, running_app
+
+# the checkpoint the app opens with; its 10k map ships as a bundle
+DEFAULT_CHECKPOINT = ROOT / "checkpoints" / "fashion-mnist-vae-conv16.safetensors"
+MAPPED = 10000  # images in the default map
 
 
 def _median(xs: list[float]) -> float:
@@ -31,8 +35,6 @@ def _median(xs: list[float]) -> float:
 
 def cold_start(runs: int) -> dict[str, float]:
     """Server time to the first drawn map from a cold ``streamlit run``."""
-    sys.path.insert(0, str(REPO / "tests" / "e2e"))
-    from conftest import CHROMIUM, CHROMIUM_ARGS, start_server  # the same launcher the e2e tests use
     from playwright.sync_api import sync_playwright
 
     server_s, wall_s, health_s = [], [], []
@@ -42,17 +44,13 @@ def cold_start(runs: int) -> dict[str, float]:
             with tempfile.TemporaryDirectory() as tmp:
                 marks = Path(tmp) / "timing.jsonl"
                 t0 = time.time()
-                proc, url = start_server(Path(tmp) / "cache", Path(tmp) / "log", {"EXPLORER_TIMING_FILE": str(marks)})
-                t_health = time.time()
-                try:
+                with running_app(Path(tmp) / "cache", Path(tmp) / "log", {"EXPLORER_TIMING_FILE": str(marks)}) as url:
+                    t_health = time.time()
                     page = browser.new_page()
                     page.goto(url)
                     page.wait_for_selector(".js-plotly-plot .nsewdrag", timeout=120_000)
                     t_visible = time.time()
                     page.close()
-                finally:
-                    proc.terminate()
-                    proc.wait(timeout=20)
                 events = [json.loads(line) for line in marks.read_text().splitlines()]
                 start = next(e["t"] for e in events if e["event"] == "script_start")
                 drawn = next(e["t"] for e in events if e["event"] == "map_drawn")
@@ -73,7 +71,7 @@ def interactions(runs: int) -> dict[str, float]:
 
     from explorer.selection import Picked
 
-    def timed(view: str, prepare) -> float:
+    def timed(view: str, prepare: Callable[[AppTest, int], None]) -> float:
         at = AppTest.from_string(f"from explorer.ui import views\nviews.{view}()\n", default_timeout=300)
         at.run()  # warm: model, map, figure cached
         times = []
@@ -84,23 +82,21 @@ def interactions(runs: int) -> dict[str, float]:
             times.append(time.perf_counter() - t)
             if at.exception:
                 raise RuntimeError(at.exception)
-        return _median(times[1:]) * 1000
+        return _median(times[1:]) * 1000  # the first changed rerun pays one-off costs (first call of the view's ops)
 
-    n = 10000
-
-    def select(at, i):
+    def select(at: AppTest, i: int) -> None:
         at.session_state["map_decode:pick"] = Picked(tuple(range(i * 64, i * 64 + 64)), None)
 
-    def interp(at, i):
-        at.session_state["map_interp:pick"] = Picked((i, n - 1 - i), None)
+    def interp(at: AppTest, i: int) -> None:
+        at.session_state["map_interp:pick"] = Picked((i, MAPPED - 1 - i), None)
 
-    def sample(at, i):
+    def sample(at: AppTest, i: int) -> None:
         at.session_state["samp_seed"] = i
 
-    def traverse(at, i):
+    def traverse(at: AppTest, i: int) -> None:
         at.session_state["trav_i"] = i
 
-    def idle(at, i):
+    def idle(at: AppTest, i: int) -> None:
         pass
 
     return {
@@ -112,65 +108,41 @@ def interactions(runs: int) -> dict[str, float]:
     }
 
 
-FRESH_MAP = """
-import time; t0 = time.perf_counter()
-import sys, pathlib
-from explorer.checkpoint import load_checkpoint
-from explorer.mapping import dataset_for
-from explorer.projection import ProjectionParams
-from explorer.workspace import DiskCache, cache_dir, cached_map, compute_map, data_digest, sha256
-raw = pathlib.Path(sys.argv[1]).read_bytes()
-model = load_checkpoint(raw)
-ds = dataset_for(model, "fashion-mnist", "test", 10000)
-params = ProjectionParams(seed=int(sys.argv[2]))
-cache = DiskCache(cache_dir())
-hit = cached_map(sha256(raw), data_digest(ds.images, ds.labels), params, cache)
-if hit is None:
-    compute_map(model, sha256(raw), ds.images, ds.labels, ds.class_names, params, cache)
-print(time.perf_counter() - t0, "hit" if hit else "computed")
-"""
-
-
 def fresh_map(runs: int, checkpoint: Path) -> dict[str, float]:
-    computed, cached, process = [], [], []
+    """Whole-process time of a new map with an empty cache, then of the same map from the disk cache."""
+    computed: list[float] = []
+    cached: list[float] = []
     for i in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             env = {**os.environ, "EXPLORER_CACHE_DIR": tmp}
-            for store in (computed, cached):
+            for store, expected in ((computed, "computed"), (cached, "hit")):
                 t = time.perf_counter()
                 out = subprocess.run(
-                    [sys.executable, "-c", FRESH_MAP, str(checkpoint), str(1000 + i)],
-                    env=env, capture_output=True, text=True, check=True, cwd=REPO,
+                    [sys.executable, "-m", "benchmarks.fresh_map", str(checkpoint), str(1000 + i)],
+                    env=env, capture_output=True, text=True, check=True, cwd=ROOT,
                 )  # fmt: skip
-                wall = time.perf_counter() - t
-                secs, how = out.stdout.split()
-                store.append(wall)
-                if store is computed:
-                    process.append(float(secs))
-                    assert how == "computed", how
-                else:
-                    assert how == "hit", how
+                store.append(time.perf_counter() - t)
+                if out.stdout.strip() != expected:
+                    raise RuntimeError(f"expected {expected!r} from the fresh-map process, got {out.stdout!r}")
     return {
         f"fresh process: 10k map of {checkpoint.stem}, empty cache (s, whole process)": _median(computed),
         "fresh process: same map from the disk cache (s, whole process)": _median(cached),
     }
 
 
-def inverse_quality(checkpoint: Path) -> dict[str, float]:
+def inverse_quality() -> dict[str, float]:
     """Round trip of the default checkpoint's shipped map through ``inverse``."""
     import numpy as np
 
     from explorer.data import load_dataset
-    from explorer.projection import ProjectionParams
+    from explorer.projection import Projection, ProjectionParams
     from explorer.workspace import DiskCache, cache_dir, cached_map, data_digest, sha256
 
-    raw = (REPO / "checkpoints" / "fashion-mnist-vae-conv16.safetensors").read_bytes()
+    raw = DEFAULT_CHECKPOINT.read_bytes()
     ds = load_dataset("fashion-mnist", "test")
     md = cached_map(sha256(raw), data_digest(ds.images, ds.labels), ProjectionParams(), DiskCache(cache_dir()))
     if md is None:
-        return {}
-    from explorer.projection import Projection
-
+        raise RuntimeError(f"no shipped map of {DEFAULT_CHECKPOINT.name} in checkpoints/bundles")
     proj = md.projection
     rng = np.random.default_rng(0)
     held = rng.choice(len(proj.embedding), 500, replace=False)
@@ -204,32 +176,3 @@ def inverse_quality(checkpoint: Path) -> dict[str, float]:
         "inverse of 5 points (ms)": inv_ms,
         "transform of 20 points (ms)": fwd_ms,
     }
-
-
-def main(args: argparse.Namespace) -> int:
-    results: dict[str, float] = {}
-    checkpoint = Path(args.checkpoint)
-    parts = args.only.split(",") if args.only else ["inverse", "interactions", "fresh", "cold"]
-    if "inverse" in parts:
-        results.update(inverse_quality(checkpoint))
-    if "interactions" in parts:
-        results.update(interactions(args.runs))
-    if "fresh" in parts:
-        results.update(fresh_map(max(1, args.runs // 2), checkpoint))
-    if "cold" in parts:
-        results.update(cold_start(args.runs))
-    width = max(len(k) for k in results)
-    print(f"medians over {args.runs} runs (fresh map: {max(1, args.runs // 2)}) on {os.cpu_count()} CPU cores")
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:10.3f}")
-    return 0
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--only", default="", help="comma list of: inverse, interactions, fresh, cold")
-    p.add_argument(
-        "--checkpoint",
-        default=str(REPO / "checkpoints" / "fashion-mnist-ae-conv32.safetensors"),
-        help="checkpoint for the fresh-map figure (one without a precomputed bundle)",
-    )

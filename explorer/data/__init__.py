@@ -1,0 +1,40 @@
+"""Datasets: the built-in ones (digits, MNIST, Fashion-MNIST) and files a user uploads.
+
+Every dataset leaving this package holds uint8 images, (N, H, W) grayscale or (N, H, W, 3) RGB, and int64
+labels with -1 where unknown; ``to_float`` turns the images into the (N, C, H, W) floats models take.
+
+- ``dataset``: the ``Dataset`` type and shape conversions (``to_float``, ``fit_to_shape``);
+- ``builtin``: ``load_dataset`` and where each built-in set is found;
+- ``idx``: the IDX (MNIST) file format;
+- ``uploads``: ``load_user_dataset`` for a stranger's .npz or .zip of images.
+"""
+
+from explorer.data.builtin import (
+    FASHION_ENV,
+    FASHION_NAMES,
+    IDX_FILES,
+    SPLITS,
+    clear_cache,
+    dataset_names,
+    load_dataset,
+)
+from explorer.data.dataset import Dataset, fit_to_shape, to_float
+from explorer.data.idx import read_idx
+from explorer.data.uploads import DEFAULT_LIMITS, Limits, load_user_dataset
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "FASHION_ENV",
+    "FASHION_NAMES",
+    "IDX_FILES",
+    "SPLITS",
+    "Dataset",
+    "Limits",
+    "clear_cache",
+    "dataset_names",
+    "fit_to_shape",
+    "load_dataset",
+    "load_user_dataset",
+    "read_idx",
+    "to_float",
+]

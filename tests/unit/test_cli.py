@@ -1,0 +1,72 @@
+"""``python -m explorer``: the command table is the whole interface, help is fast, user errors exit 2."""
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+import typing
+from argparse import Namespace
+
+import pytest
+
+from explorer import models
+from explorer.cli import COMMANDS, command_module, main
+from explorer.errors import ConfigError
+
+ENV = {**os.environ, "COLUMNS": "200"}  # one flag per line, unwrapped
+
+
+def _explorer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "explorer", *args], capture_output=True, text=True, timeout=120, env=ENV
+    )
+
+
+def test_help_lists_exactly_the_commands_in_the_table():
+    done = _explorer("--help")
+    assert done.returncode == 0, done.stderr
+    listed = re.search(r"\{([a-z_,-]+)\}", done.stdout)
+    assert listed is not None, done.stdout
+    assert listed.group(1).split(",") == list(COMMANDS)
+    for name in COMMANDS:
+        first_line = command_module(name).__doc__.strip().splitlines()[0]
+        assert re.search(rf"^\s+{name}\s+{re.escape(first_line)}$", done.stdout, re.M), (name, done.stdout)
+
+
+def test_top_level_help_imports_nothing_heavy():
+    code = (
+        "import sys\nfrom explorer.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'torch', 'umap', 'sklearn', 'streamlit', 'numba'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_command_has_help(name):
+    done = _explorer(name, "--help")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: python -m explorer {name}")
+
+
+def test_train_help_has_a_flag_for_every_field_of_every_kind():
+    text = _explorer("train", "--help").stdout
+    for kind in models.kinds():
+        cls = models.config_class(kind)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if hint in (int, float, str) or typing.get_origin(hint) is tuple:
+                assert "--" + f.name.replace("_", "-") in text, (kind, f.name)
+    assert "{" + ",".join(models.kinds()) + "}" in text
+
+
+def test_a_user_error_exits_2_with_its_message(monkeypatch, capsys):
+    def failing_run(args: Namespace) -> int:
+        raise ConfigError("the latent dimension must be positive")
+
+    monkeypatch.setattr(command_module("evaluate"), "run", failing_run)
+    assert main(["evaluate", "model.safetensors"]) == 2
+    assert capsys.readouterr().err == "error: the latent dimension must be positive\n"
