@@ -29,10 +29,9 @@ def evaluate(model: Autoencoder, x: torch.Tensor, *, batch_size: int = 1000) -> 
         xb = xb.to(device, dtype=torch.float32)
         z, stats = model.image_stats(xb)  # (B, L), {name: (B,)}
         logits = model.decode_logits(z).float()
-        x_hat = torch.sigmoid(logits)
+        x_hat = model.to_pixels(logits)
         sums["mse"] += float((x_hat - xb).pow(2).mean(dim=(1, 2, 3)).sum())
-        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, xb, reduction="none")
-        sums["bce"] += float(bce.mean(dim=(1, 2, 3)).sum())
+        sums["bce"] += float(model.pixel_bce(logits, xb).mean(dim=(1, 2, 3)).sum())
         for name in model.summary_stats:
             sums[name] += float(stats[name].sum())
         ever_active |= (z > 0).any(0)

@@ -33,6 +33,10 @@ class KindRegistry:
         """Every registered kind, sorted."""
         return sorted(self._classes)
 
+    def trainable_kinds(self) -> list[str]:
+        """Kinds the trainer can make (an imported-only kind sets ``trainable = False``)."""
+        return [k for k in self.kinds() if getattr(self._classes[k], "trainable", True)]
+
     def model_class(self, kind: str) -> Any:
         try:
             return self._classes[kind]

@@ -43,7 +43,7 @@ def _model_fields() -> dict[str, tuple[Callable[[str], Any], list[str]]]:
     from explorer import models
 
     fields: dict[str, tuple[Callable[[str], Any], list[str]]] = {}
-    for kind in models.kinds():
+    for kind in models.trainable_kinds():
         cls = models.config_class(kind)
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
@@ -57,8 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from explorer import models
     from explorer.train import TrainConfig
 
-    p.add_argument("--kind", required=True, choices=models.kinds(), help="model kind")
-    all_kinds = set(models.kinds())
+    p.add_argument("--kind", required=True, choices=models.trainable_kinds(), help="model kind")
+    all_kinds = set(models.trainable_kinds())
     group = p.add_argument_group("model (defaults from each kind's config)")
     for name, (parse, kinds) in _model_fields().items():
         if name == "input_shape":

@@ -17,6 +17,7 @@ for _cls in (AE, DAE, SAE, VAE):
     KINDS.register(_cls)
 
 kinds = KINDS.kinds
+trainable_kinds = KINDS.trainable_kinds
 model_class = KINDS.model_class
 config_class = KINDS.config_class
 config_from_dict = KINDS.config_from_dict
@@ -31,4 +32,5 @@ __all__ = [
     "config_from_dict",
     "kinds",
     "model_class",
+    "trainable_kinds",
 ]

@@ -29,7 +29,7 @@ class AE(Autoencoder):
         self.decoder = body.decoder(config)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, L)
+        return self.encoder(self.to_body(x))  # (B, L)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)  # (B, C, H, W)

@@ -40,11 +40,15 @@ class Autoencoder(nn.Module):
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
-    # the encoder's last layer emits encoder_heads x latent_dim numbers (a VAE: mean and log-variance)
-    encoder_heads: ClassVar[int] = 1
-    has_prior: ClassVar[bool] = False
-    sparse_codes: ClassVar[bool] = False
-    code_name: ClassVar[str] = "latent dimension"
+    # Plain class attributes, not ClassVars: a model whose graph decides (an imported ONNX pair) sets
+    # them per instance. The encoder's last layer emits encoder_heads x latent_dim numbers (a VAE: mean
+    # and log-variance).
+    encoder_heads: int = 1
+    has_prior: bool = False
+    sparse_codes: bool = False
+    code_name: str = "latent dimension"
+    # False for kinds that are imported, never trained here (the train command does not offer them)
+    trainable: ClassVar[bool] = True
     stat_titles: ClassVar[dict[str, str]] = {}
     summary_stats: ClassVar[tuple[str, ...]] = ()
 
@@ -86,7 +90,25 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode_logits(z))
+        return self.to_pixels(self.decode_logits(z))
+
+    # --- the pixel scale the weights expect ---------------------------------------------------
+    @property
+    def sigmoid_output(self) -> bool:
+        """True when decode_logits are logits of [0, 1] pixels (every model trained here)."""
+        return self.config.output_activation == "sigmoid" and self.config.input_range == "unit"
+
+    def to_body(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> the scale the encoder was trained on."""
+        return x if self.config.input_range == "unit" else 2.0 * x - 1.0
+
+    def to_pixels(self, y: torch.Tensor) -> torch.Tensor:
+        """The decoder's last layer output -> pixels in [0, 1]."""
+        act = self.config.output_activation
+        out = torch.sigmoid(y) if act == "sigmoid" else torch.tanh(y) if act == "tanh" else y
+        if self.config.input_range == "symmetric":
+            out = 0.5 * (out + 1.0)
+        return out if act == "sigmoid" and self.config.input_range == "unit" else out.clamp(0.0, 1.0)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
@@ -127,9 +149,16 @@ class Autoencoder(nn.Module):
     def recon_terms(self, logits: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Reconstruction loss summed over pixels, averaged over the batch, plus per-pixel MSE."""
         logits = logits.float()
+        pixels = self.to_pixels(logits)
         if self.config.recon_loss == "bce":
-            per_image = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+            per_image = self.pixel_bce(logits, x).flatten(1).sum(1)
         else:
-            per_image = (torch.sigmoid(logits) - x).pow(2).flatten(1).sum(1)
-        mse = (torch.sigmoid(logits).detach() - x).pow(2).mean()
+            per_image = (pixels - x).pow(2).flatten(1).sum(1)
+        mse = (pixels.detach() - x).pow(2).mean()
         return {"recon": per_image.mean(), "mse": mse}
+
+    def pixel_bce(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel binary cross-entropy of the reconstruction, same shape as x."""
+        if self.sigmoid_output:  # exact even where the sigmoid saturates
+            return F.binary_cross_entropy_with_logits(logits.float(), x, reduction="none")
+        return F.binary_cross_entropy(self.to_pixels(logits.float()).clamp(1e-6, 1 - 1e-6), x, reduction="none")

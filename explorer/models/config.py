@@ -10,6 +10,11 @@ from explorer.errors import ConfigError
 from explorer.models.backbones import ACTIVATIONS, BACKBONES
 
 RECON_LOSSES = ("bce", "mse")
+# What the decoder's last layer is followed by. Trained here: always sigmoid. An imported model may end in
+# tanh (with inputs in [-1, 1]) or in nothing at all.
+OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity")
+# The pixel scale the encoder was trained on: "unit" [0, 1] (ours), "symmetric" [-1, 1] (common with tanh).
+INPUT_RANGES = ("unit", "symmetric")
 
 
 @dataclass
@@ -30,6 +35,8 @@ class ModelConfig:
     # conv only: width of the dense layer between the conv stages and the latent (0 = none).
     dense: int = 256
     recon_loss: str = "bce"
+    output_activation: str = "sigmoid"
+    input_range: str = "unit"
     # Free-form provenance that does not change the architecture (e.g. "imported from keras").
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -52,6 +59,12 @@ class ModelConfig:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(ACTIVATIONS)}")
         if self.recon_loss not in RECON_LOSSES:
             raise ConfigError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ConfigError(
+                f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got {self.output_activation!r}"
+            )
+        if self.input_range not in INPUT_RANGES:
+            raise ConfigError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {self.input_range!r}")
         if self.dense < 0:
             raise ConfigError(f"dense must be >= 0, got {self.dense}")
         BACKBONES[self.backbone].check(self)

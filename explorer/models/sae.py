@@ -78,7 +78,7 @@ class SAE(Autoencoder):
                 last.bias.zero_()
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)  # (B, F)
+        return self.encoder(self.to_body(x))  # (B, F)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         if self.config.sparsity == "topk":

@@ -41,7 +41,7 @@ class VAE(Autoencoder):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z|x), each (B, L)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        mu, logvar = self.encoder(self.to_body(x)).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
