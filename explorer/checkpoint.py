@@ -115,8 +115,10 @@ def load_checkpoint(source: Source, *, device: str | torch.device = "cpu") -> Au
         shape = found[key]["shape"]
         if list(tensor.shape) != shape:
             raise CheckpointError(f"tensor {key!r} has shape {shape}, expected {list(tensor.shape)} for this config")
-        if found[key]["dtype"] not in FLOAT_DTYPES:
-            raise CheckpointError(f"tensor {key!r} has dtype {found[key]['dtype']}, expected a float type")
+        byte_buffer = tensor.dtype == torch.uint8  # raw bytes a model keeps as state (an ONNX model's graphs)
+        if (found[key]["dtype"] != "U8") if byte_buffer else (found[key]["dtype"] not in FLOAT_DTYPES):
+            expected = "U8 (bytes)" if byte_buffer else "a float type"
+            raise CheckpointError(f"tensor {key!r} has dtype {found[key]['dtype']}, expected {expected}")
 
     tensors = st_load(buf)  # the header was validated above, so this allocates only what the file holds
     for key, tensor in tensors.items():

@@ -36,6 +36,12 @@ def _check_scale(scale: int) -> int:
     return int(scale)
 
 
+def scale_for(height: int, target: int) -> int:
+    """The integer upscale that brings images of this height closest to ``target`` pixels (at least 1):
+    a 28-pixel digit and a 64-pixel photo then show at about the same size."""
+    return max(1, min(MAX_SCALE, round(target / max(1, int(height)))))
+
+
 def _upscale(images: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour upscale of (N, H, W, ...) by an integer factor: each pixel becomes a scale x scale block."""
     if scale == 1:

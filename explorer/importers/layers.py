@@ -10,11 +10,14 @@ file by its config); ``model_from_layers`` infers the architecture and copies th
   layers each side, ``ConvTranspose2d`` stages back), checked shape by shape.
 - two-head kinds (a VAE: ``encoder_heads == 2``): the encoder's last layer outputs mean and log-variance
   (2 x latent), either as one layer or as two parallel heads (e.g. ``fc_mu``/``fc_logvar``), which are
-  concatenated.
+  concatenated. Without a kind given, the shapes decide: such heads make a two-head kind, anything else a
+  one-head kind.
 
-Activations a file does not record (a state_dict records none) default to ReLU for hidden layers and identity
-for the latent; the output is always a sigmoid (the explorer's contract). Every mismatch is a
-``CheckpointError`` that lists the layers found.
+The choices a file may leave open (hidden, latent and output activation, input pixel range; ``infer.CHOICES``)
+are each the user's when given, else the file's when it records them (a Keras layer's activation), else open:
+built with the explorer's convention and listed in ``info["open"]`` for ``infer.settle_choices``. Every
+mismatch is a ``CheckpointError`` that lists the layers found; one the user resolves by setting an option is
+an ``OptionError`` naming that option.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError, ConfigError
+from explorer.importers.infer import CHOICES, CONVENTION
+from explorer.importers.options import Decision, OptionError, option_label
 
 if TYPE_CHECKING:
     import torch
@@ -32,7 +37,14 @@ if TYPE_CHECKING:
     from explorer.models.base import Autoencoder
 
 # Known flat input sizes and the image shape they almost always are.
-DEFAULT_SHAPES: dict[int, tuple[int, int, int]] = {784: (1, 28, 28), 1024: (1, 32, 32), 3072: (3, 32, 32)}
+DEFAULT_SHAPES: dict[int, tuple[int, int, int]] = {
+    64: (1, 8, 8),
+    784: (1, 28, 28),
+    1024: (1, 32, 32),
+    3072: (3, 32, 32),
+    4096: (1, 64, 64),
+    12288: (3, 64, 64),
+}
 
 
 @dataclass
@@ -62,57 +74,6 @@ class Layer:
         return f"{self.name} {'x'.join(str(d) for d in self.weight.shape)}"
 
 
-def _natural_key(key: str) -> tuple:
-    """Sort key that puts fc10 after fc2 and an encoder before its decoder."""
-    first = key.split(".", 1)[0].lower()
-    rank = 1 if first.startswith("dec") else 0
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p)
-    return (rank, parts)
-
-
-def state_to_layers(state: dict[str, torch.Tensor], order: list[str], source: str) -> list[Layer]:
-    """Group ``*.weight`` / ``*.bias`` pairs into layers in ``order``; refuse anything else by name."""
-    import torch
-
-    for key in order:
-        t = state[key]
-        if not t.is_floating_point():
-            continue  # reported below as an unsupported parameter
-        if not bool(torch.isfinite(t).all()):
-            raise CheckpointError(f"{source}: tensor {key!r} contains NaN or Inf values; the model is unusable")
-    layers: list[Layer] = []
-    used: set[str] = set()
-    for key in order:
-        t = state[key]
-        if not (key == "weight" or key.endswith(".weight")) or t.ndim not in (2, 4) or not t.is_floating_point():
-            continue
-        prefix = key[: -len("weight")]
-        bias = state.get(prefix + "bias")
-        if bias is not None and (bias.ndim != 1 or not bias.is_floating_point()):
-            bias = None  # left over, reported below
-        if bias is not None:
-            used.add(prefix + "bias")
-        used.add(key)
-        layers.append(Layer(prefix.rstrip(".") or "weight", t.detach().float(), None if bias is None else bias.float()))
-    left = [k for k in order if k not in used]
-    if left:
-        shown = ", ".join(f"{k} {tuple(state[k].shape)}" for k in left[:8]) + (" ..." if len(left) > 8 else "")
-        raise CheckpointError(
-            f"{source}: unsupported parameters: {shown}; only Linear layers (and the explorer's own conv layout) "
-            "can be imported, not BatchNorm, LayerNorm, embeddings or other layers"
-        )
-    if not layers:
-        raise CheckpointError(f"{source}: the state_dict has no Linear or Conv weights")
-    return layers
-
-
-def natural_order(order: list[str]) -> list[str]:
-    return sorted(order, key=_natural_key)
-
-
-# --- architecture -------------------------------------------------------------------------------
-
-
 def widths(layers: list[Layer]) -> str:
     """'784-128-64-32' for a chain of Linear layers."""
     if not layers:
@@ -124,30 +85,37 @@ def _listing(layers: list[Layer]) -> str:
     return ", ".join(layer.describe() for layer in layers)
 
 
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
+
+
 def default_input_shape(size: int, given: tuple[int, int, int] | None, source: str) -> tuple[int, int, int]:
     """The (C, H, W) of a model whose first layer takes ``size`` values."""
     if given is not None:
         shape = tuple(int(v) for v in given)
         if len(shape) != 3 or math.prod(shape) != size:
-            raise CheckpointError(
-                f"{source}: input shape {shape} has {math.prod(shape)} values but the model's first layer takes "
-                f"{size}; pass --input-shape C,H,W with C*H*W = {size}"
+            raise OptionError(
+                f"{source}: the input shape {_shape_text(shape)} has {math.prod(shape)} values but the model's first "
+                f"layer takes {size}; give an input shape C,H,W with C*H*W = {size}.",
+                option="input_shape",
             )
         return shape
     if size in DEFAULT_SHAPES:
         return DEFAULT_SHAPES[size]
-    known = ", ".join(f"{n} = {'x'.join(map(str, s))}" for n, s in DEFAULT_SHAPES.items())
-    raise CheckpointError(
+    known = ", ".join(f"{n} = {_shape_text(s)}" for n, s in DEFAULT_SHAPES.items())
+    raise OptionError(
         f"{source}: the model takes {size} input values, which is not a known image size ({known}); "
-        f"pass --input-shape C,H,W (input_shape=(C, H, W)) with C*H*W = {size} and C = 1 or 3"
+        f"give its input shape C,H,W with C*H*W = {size} and C = 1 or 3.",
+        option="input_shape",
     )
 
 
 def importable_kinds() -> list[str]:
-    """Kinds a layer stack can become: all but those with sparse codes, whose decoder is a dictionary."""
+    """Kinds a layer stack can become: those built from layers here (not a graph runner such as an ONNX pair),
+    but for sparse codes, whose decoder is a dictionary."""
     from explorer import models
 
-    return [kind for kind in models.kinds() if not models.model_class(kind).sparse_codes]
+    return [kind for kind in models.trainable_kinds() if not models.model_class(kind).sparse_codes]
 
 
 def _encoder_heads(kind: str) -> int:
@@ -157,106 +125,133 @@ def _encoder_heads(kind: str) -> int:
 
 
 def _two_head_hint() -> str:
-    """'pass --kind vae': the kinds whose encoder emits a mean and a log-variance per latent."""
-    return "pass --kind " + " or --kind ".join(k for k in importable_kinds() if _encoder_heads(k) == 2)
+    """'choose the kind vae': the kinds whose encoder emits a mean and a log-variance per latent."""
+    return "choose the kind " + " or ".join(k for k in importable_kinds() if _encoder_heads(k) == 2)
 
 
-def _merge_heads(layers: list[Layer], merge: bool) -> tuple[list[Layer], list[str]]:
-    """Join two parallel heads (same shape, both reading the same input) into one mean+log-variance layer.
-
-    With ``merge`` false, only say that the layers look like such heads.
-    """
-    import torch
-
+def _parallel_heads(layers: list[Layer]) -> int | None:
+    """Index of the first of two parallel heads (same shape, both reading the same input), if any."""
     for i in range(len(layers) - 1):
         a, b = layers[i], layers[i + 1]
         if a.weight.ndim != 2 or a.weight.shape != b.weight.shape or a.out_features == b.in_features:
             continue
         if i > 0 and layers[i - 1].out_features != a.in_features:
             continue
-        if not merge:
-            return layers, [f"{a.name} and {b.name} look like a VAE's mean and log-variance heads; {_two_head_hint()}"]
-        # a two-head encoder's output is chunked as (mean, log-variance)
-        if re.search(r"var|sigma|std", a.name, re.I) and not re.search(r"var|sigma|std", b.name, re.I):
-            a, b = b, a
-        bias_a = a.bias if a.bias is not None else torch.zeros(a.out_features)
-        bias_b = b.bias if b.bias is not None else torch.zeros(b.out_features)
-        merged = Layer(f"{a.name}+{b.name}", torch.cat([a.weight, b.weight]), torch.cat([bias_a, bias_b]), a.activation)
-        note = f"joined the heads {a.name} (mean) and {b.name} (log-variance) into one layer"
-        return layers[:i] + [merged] + layers[i + 2 :], [note]
-    return layers, []
+        return i
+    return None
 
 
-def _chain_error(layers: list[Layer], k: int, source: str, hints: list[str]) -> CheckpointError:
+def _merge_heads(layers: list[Layer]) -> tuple[list[Layer], list[str]]:
+    """Join two parallel heads into one mean+log-variance layer."""
+    import torch
+
+    i = _parallel_heads(layers)
+    if i is None:
+        return layers, []
+    a, b = layers[i], layers[i + 1]
+    # a two-head encoder's output is chunked as (mean, log-variance)
+    if re.search(r"var|sigma|std", a.name, re.I) and not re.search(r"var|sigma|std", b.name, re.I):
+        a, b = b, a
+    bias_a = a.bias if a.bias is not None else torch.zeros(a.out_features)
+    bias_b = b.bias if b.bias is not None else torch.zeros(b.out_features)
+    merged = Layer(f"{a.name}+{b.name}", torch.cat([a.weight, b.weight]), torch.cat([bias_a, bias_b]), a.activation)
+    note = f"joined the heads {a.name} (mean) and {b.name} (log-variance) into one layer"
+    return layers[:i] + [merged] + layers[i + 2 :], [note]
+
+
+def _heads_in(groups: list[list[Layer]]) -> int:
+    """2 when the shapes show a mean and a log-variance per latent (parallel heads, or a Linear layer whose output
+    is twice the next one's input), else 1."""
+    dense = [layer for group in groups for layer in group if layer.weight.ndim == 2]
+    if _parallel_heads(dense) is not None:
+        return 2
+    pairs = zip(dense[:-1], dense[1:])
+    return 2 if any(a.out_features == 2 * b.in_features for a, b in pairs) else 1
+
+
+def _kind(groups: list[list[Layer]], kind: str | None) -> tuple[str, Decision]:
+    if kind is not None:
+        if kind not in importable_kinds():
+            raise OptionError(
+                f"these layers cannot become a model of kind {kind}; choose one of {', '.join(importable_kinds())}.",
+                option="kind",
+            )
+        return kind, Decision("kind", kind, "user")
+    heads = _heads_in(groups)
+    found = next(k for k in importable_kinds() if _encoder_heads(k) == heads)
+    return found, Decision("kind", found, "file")
+
+
+def _chain_error(layers: list[Layer], k: int, source: str) -> CheckpointError:
     a, b = layers[k], layers[k + 1]
-    hint = ""
-    if hints:
-        hint = "; " + "; ".join(hints)
-    elif a.out_features == 2 * b.in_features:
-        hint = f"; the encoder's last layer outputs twice the decoder's input, as a VAE's does: {_two_head_hint()}"
-    return CheckpointError(
+    text = (
         f"{source}: the layers do not form a chain: {a.name} outputs {a.out_features} features but the next layer "
-        f"{b.name} takes {b.in_features}; layers found: {_listing(layers)}{hint}"
+        f"{b.name} takes {b.in_features}; layers found: {_listing(layers)}"
     )
-
-
-def _check_chain(layers: list[Layer], source: str, hints: list[str]) -> None:
-    for k in range(len(layers) - 1):
-        if layers[k].out_features != layers[k + 1].in_features:
-            raise _chain_error(layers, k, source, hints)
+    if _parallel_heads(layers) is not None:
+        hint = f"they look like a VAE's mean and log-variance heads: {_two_head_hint()}"
+        return OptionError(f"{text}; {hint}.", option="kind")
+    if a.out_features == 2 * b.in_features:
+        hint = f"the encoder's last layer outputs twice the decoder's input, as a VAE's does: {_two_head_hint()}"
+        return OptionError(f"{text}; {hint}.", option="kind")
+    return CheckpointError(f"{text}.")
 
 
 def split_mlp(groups: list[list[Layer]], kind: str, source: str) -> tuple[list[Layer], list[Layer], list[str]]:
     """Encoder and decoder layers of an MLP autoencoder, checked against the explorer's mirrored layout."""
     heads = _encoder_heads(kind)  # encoder outputs per latent value: 2 for a mean and a log-variance
-    two_heads = heads == 2
     remarks: list[str] = []
     if len(groups) != 2:  # only an (encoder, decoder) pair fixes the split; anything else is one chain
         groups = [[layer for group in groups for layer in group]]
     if len(groups) == 1:
-        layers, notes = _merge_heads(groups[0], two_heads)
-        hints = [] if two_heads else notes
-        remarks += notes if two_heads else []
+        layers = groups[0]
+        if heads == 2:
+            layers, remarks = _merge_heads(layers)
         if len(layers) < 2:
             raise CheckpointError(
-                f"{source}: found only {_listing(layers)}; an autoencoder needs at least an encoder and a decoder layer"
+                f"{source}: found only {_listing(layers)}; an autoencoder needs at least an encoder and a decoder "
+                "layer."
             )
         breaks = [k for k in range(len(layers) - 1) if layers[k].out_features != layers[k + 1].in_features]
         if heads > 1:
             junctions = [k for k in breaks if layers[k].out_features == heads * layers[k + 1].in_features]
             if not junctions:
-                raise CheckpointError(
-                    f"{source}: kind {kind} needs an encoder whose last layer outputs {heads} x latent values (mean and "
-                    f"log-variance) before a decoder that takes latent values; layers found: {_listing(layers)}"
+                raise OptionError(
+                    f"{source}: a {kind} needs an encoder whose last layer outputs {heads} x latent values (mean and "
+                    f"log-variance) before a decoder that takes latent values; layers found: {_listing(layers)}.",
+                    option="kind",
                 )
             k = junctions[0]
             for j in breaks:
                 if j != k:
-                    raise _chain_error(layers, j, source, [])
+                    raise _chain_error(layers, j, source)
         else:
             if breaks:
-                raise _chain_error(layers, breaks[0], source, hints)
+                raise _chain_error(layers, breaks[0], source)
             outs = [layer.out_features for layer in layers[:-1]]
             k = outs.index(min(outs))  # the bottleneck
         encoder, decoder = layers[: k + 1], layers[k + 1 :]
     else:
-        encoder, notes = _merge_heads(groups[0], two_heads)
-        decoder = groups[1]
-        remarks += notes if two_heads else []
+        encoder, decoder = groups
+        if heads == 2:
+            encoder, remarks = _merge_heads(encoder)
         for part in (encoder, decoder):
-            _check_chain(part, source, [] if two_heads else notes)
+            for k in range(len(part) - 1):
+                if part[k].out_features != part[k + 1].in_features:
+                    raise _chain_error(part, k, source)
         if encoder[-1].out_features != heads * decoder[0].in_features:
             need = f"{heads} x " if heads > 1 else ""
-            raise CheckpointError(
+            raise OptionError(
                 f"{source}: the encoder outputs {encoder[-1].out_features} values but the decoder takes "
-                f"{decoder[0].in_features} (kind {kind} needs {need}the decoder's input); encoder "
-                f"{_listing(encoder)}; decoder {_listing(decoder)}"
+                f"{decoder[0].in_features} (a {kind} needs {need}the decoder's input); encoder "
+                f"{_listing(encoder)}; decoder {_listing(decoder)}.",
+                option="kind",
             )
     if encoder[0].in_features != decoder[-1].out_features:
         raise CheckpointError(
             f"{source}: the encoder takes {encoder[0].in_features} values but the decoder produces "
             f"{decoder[-1].out_features}; an autoencoder's output must match its input (layers: "
-            f"{_listing(encoder + decoder)})"
+            f"{_listing(encoder + decoder)})."
         )
     hidden = [layer.out_features for layer in encoder[:-1]]
     mirrored = [layer.out_features for layer in decoder[:-1]]
@@ -266,45 +261,59 @@ def split_mlp(groups: list[list[Layer]], kind: str, source: str) -> tuple[list[L
         raise CheckpointError(
             f"{source}: the decoder does not mirror the encoder: encoder widths {widths(encoder)}, decoder widths "
             f"{widths(decoder)}; the explorer's MLP decoder uses the encoder's hidden widths in reverse "
-            f"(expected decoder {expected})"
+            f"(expected decoder {expected}). Export the encoder and the decoder to ONNX instead."
         )
     return encoder, decoder, remarks
 
 
-def _resolve_activations(
-    encoder: list[Layer],
-    decoder: list[Layer],
-    activation: str | None,
-    latent_activation: str | None,
-    source: str,
-) -> tuple[str, str, bool]:
-    """(hidden, latent, assumed): read from the layers when the file records them, else the arguments/defaults."""
-    recorded = [layer.activation for layer in encoder + decoder]
-    if any(a is None for a in recorded):
-        return activation or "relu", latent_activation or "identity", True
-    out = decoder[-1].activation
-    if out != "sigmoid":
+def _recorded(encoder: list[Layer], decoder: list[Layer], source: str) -> dict[str, str]:
+    """What the file says about each choice: the layers' activations, when every layer records one (Keras)."""
+    from explorer.models.config import OUTPUT_ACTIVATIONS
+
+    if any(layer.activation is None for layer in encoder + decoder):
+        return {}
+    out = str(decoder[-1].activation)
+    if out not in OUTPUT_ACTIVATIONS:
         raise CheckpointError(
-            f"{source}: the decoder's last layer ({decoder[-1].name}) has activation {out!r}; the explorer's "
-            "decoders end in a sigmoid (pixels in [0, 1]), so only models whose output layer uses sigmoid can be "
-            "imported"
+            f"{source}: the decoder's last layer ({decoder[-1].name}) is followed by {out}; an imported decoder must "
+            f"end in {', '.join(OUTPUT_ACTIVATIONS[:-1])} or no activation, so that its output can be read as pixels."
         )
-    hidden_acts = {layer.activation for layer in encoder[:-1] + decoder[:-1]}
-    if len(hidden_acts) > 1:
-        per_layer = ", ".join(f"{layer.name}: {layer.activation}" for layer in encoder[:-1] + decoder[:-1])
+    inner = encoder[:-1] + decoder[:-1]
+    hidden = {str(layer.activation) for layer in inner}
+    if len(hidden) > 1:
+        per_layer = ", ".join(f"{layer.name}: {layer.activation}" for layer in inner)
         raise CheckpointError(
             f"{source}: the hidden layers use different activations ({per_layer}); the explorer's MLP uses one "
-            "activation for all hidden layers"
+            "activation for all hidden layers."
         )
-    hidden = hidden_acts.pop() if hidden_acts else (activation or "relu")
-    latent = str(encoder[-1].activation)
-    for flag, given, found in (
-        ("--activation", activation, hidden),
-        ("--latent-activation", latent_activation, latent),
-    ):
-        if given is not None and given != found:
-            raise CheckpointError(f"{source}: the file says {found!r} but {flag} asks for {given!r}; drop the flag")
-    return str(hidden), latent, False
+    found = {"latent_activation": str(encoder[-1].activation), "output_activation": out}
+    return found | ({"activation": hidden.pop()} if hidden else {})
+
+
+def _settle(
+    recorded: dict[str, str], given: dict[str, str | None], has_hidden: bool
+) -> tuple[dict[str, str], list[Decision], list[str], list[str]]:
+    """(values, decisions, open choices, remarks): per choice, the user's value, else the file's, else open."""
+    values: dict[str, str] = {}
+    decisions: list[Decision] = []
+    open_choices: list[str] = []
+    remarks: list[str] = []
+    for name in CHOICES:
+        user, found = given.get(name), recorded.get(name)
+        if name == "activation" and not has_hidden:
+            values[name] = user or CONVENTION[name]  # no hidden layer: nothing it could change
+        elif user is not None:
+            values[name] = user
+            decisions.append(Decision(name, user, "user"))
+            if found is not None and found != user:
+                remarks.append(f"the file records {found} for the {option_label(name)}; your choice {user} is used")
+        elif found is not None:
+            values[name] = found
+            decisions.append(Decision(name, found, "file"))
+        else:
+            values[name] = CONVENTION[name]
+            open_choices.append(name)
+    return values, decisions, open_choices, remarks
 
 
 def _build(kind: str, source: str, **fields: Any) -> Autoencoder:
@@ -313,7 +322,9 @@ def _build(kind: str, source: str, **fields: Any) -> Autoencoder:
     try:
         return models.build(models.config_class(kind)(**fields))
     except ConfigError as exc:
-        raise CheckpointError(f"{source}: the inferred architecture is not valid here: {exc}") from None
+        raise CheckpointError(
+            f"{source}: the inferred architecture is not valid here: {str(exc).rstrip('.')}."
+        ) from None
 
 
 def copy_weights(model: Autoencoder, layers: list[Layer], source: str) -> None:
@@ -328,7 +339,7 @@ def copy_weights(model: Autoencoder, layers: list[Layer], source: str) -> None:
     ):
         raise CheckpointError(
             f"{source}: the layers found ({_listing(layers)}) do not match the explorer's layout for this "
-            f"architecture ({ours})"
+            f"architecture ({ours})."
         )
     expected = model.state_dict()
     state: dict[str, torch.Tensor] = {}
@@ -339,22 +350,19 @@ def copy_weights(model: Autoencoder, layers: list[Layer], source: str) -> None:
         state[f"{tname}.bias"] = bias.to(torch.float32)
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source}: the weights do not fit the inferred model: {exc}") from None
+    except RuntimeError:  # a bias whose length is not its layer's output count
+        lengths = ", ".join(f"{layer.name} {layer.bias.shape[0]}" for layer in layers if layer.bias is not None)
+        raise CheckpointError(
+            f"{source}: a bias does not match its layer's outputs (layers: {_listing(layers)}; biases: {lengths})."
+        ) from None
 
 
 def _mlp_model(
-    groups: list[list[Layer]],
-    *,
-    kind: str,
-    input_shape: tuple[int, int, int] | None,
-    activation: str | None,
-    latent_activation: str | None,
-    source: str,
+    groups: list[list[Layer]], kind: str, shape: tuple[int, int, int] | None, given: dict, source: str
 ) -> tuple[Autoencoder, dict[str, Any]]:
     encoder, decoder, remarks = split_mlp(groups, kind, source)
-    shape = default_input_shape(encoder[0].in_features, input_shape, source)
-    hidden, latent, assumed = _resolve_activations(encoder, decoder, activation, latent_activation, source)
+    shape = default_input_shape(encoder[0].in_features, shape, source)
+    values, decisions, open_choices, notes = _settle(_recorded(encoder, decoder, source), given, len(encoder) > 1)
     model = _build(
         kind,
         source,
@@ -362,8 +370,7 @@ def _mlp_model(
         latent_dim=decoder[0].in_features,
         backbone="mlp",
         hidden=tuple(layer.out_features for layer in encoder[:-1]),
-        activation=hidden,
-        latent_activation=latent,
+        **values,
     )
     copy_weights(model, encoder + decoder, source)
     missing_bias = [layer.name for layer in encoder + decoder if layer.bias is None]
@@ -372,71 +379,55 @@ def _mlp_model(
     info = {
         "encoder": widths(encoder),
         "decoder": widths(decoder),
-        "activations": {"hidden": hidden, "latent": latent, "output": "sigmoid"},
-        "activations_assumed": assumed,
-        "remarks": remarks,
+        "decisions": decisions,
+        "open": open_choices,
+        "remarks": remarks + notes,
     }
     return model, info
 
 
 def _conv_model(
-    groups: list[list[Layer]],
-    *,
-    kind: str,
-    input_shape: tuple[int, int, int] | None,
-    activation: str | None,
-    latent_activation: str | None,
-    source: str,
+    groups: list[list[Layer]], kind: str, shape: tuple[int, int, int] | None, given: dict, source: str
 ) -> tuple[Autoencoder, dict[str, Any]]:
     layers = [layer for group in groups for layer in group]
     pattern = "".join("c" if layer.weight.ndim == 4 else "l" for layer in layers)
     match = re.fullmatch(r"(c+)(l+)(c+)", pattern)
-    supported = (
-        "only the explorer's own conv layout can be imported: Conv2d(kernel 4, stride 2, padding 1) stages, "
-        "then Linear layers (optionally a dense layer each side), then ConvTranspose2d(kernel 4, stride 2, "
-        "padding 1) stages back"
+    refusal = (
+        f"{source}: this conv layout is not one the explorer can rebuild (layers found: {_listing(layers)}); "
+        "a state_dict can hold only the explorer's own conv layout: Conv2d(kernel 4, stride 2, padding 1) stages, "
+        "Linear layers (optionally a dense layer each side), then ConvTranspose2d(kernel 4, stride 2, padding 1) "
+        "stages back. Export the encoder and the decoder to ONNX instead."
     )
     if not match or len(match.group(1)) != len(match.group(3)) or len(match.group(2)) not in (2, 4):
-        raise CheckpointError(f"{source}: conv layout not recognised; layers found: {_listing(layers)}; {supported}")
+        raise CheckpointError(refusal)
     n = len(match.group(1))
     convs, linears = layers[:n], layers[n : n + len(match.group(2))]
     hidden = tuple(layer.out_features for layer in convs)
-    channels = convs[0].in_features
     dense = linears[0].out_features if len(linears) == 4 else 0
-    latent = linears[len(linears) // 2].in_features
     flat = linears[0].in_features
-    if input_shape is None:
+    if shape is None:
         side = math.isqrt(flat // hidden[-1]) if flat % hidden[-1] == 0 else 0
         if side < 1 or side * side * hidden[-1] != flat:
-            raise CheckpointError(
-                f"{source}: cannot work out the image size from a flattened conv output of {flat} values; "
-                "pass --input-shape C,H,W"
+            raise OptionError(
+                f"{source}: the image size cannot be worked out from a flattened conv output of {flat} values; "
+                "give the model's input shape C,H,W.",
+                option="input_shape",
             )
-        input_shape = (channels, side * 2**n, side * 2**n)
-    hidden_act, latent_act = activation or "relu", latent_activation or "identity"
-    model = _build(
-        kind,
-        source,
-        input_shape=input_shape,
-        latent_dim=latent,
-        backbone="conv",
-        hidden=hidden,
-        dense=dense,
-        activation=hidden_act,
-        latent_activation=latent_act,
-    )
+        shape = (convs[0].in_features, side * 2**n, side * 2**n)
+    values, decisions, open_choices, notes = _settle({}, given, True)
+    fields = dict(input_shape=shape, backbone="conv", hidden=hidden, dense=dense, **values)
+    model = _build(kind, source, latent_dim=linears[len(linears) // 2].in_features, **fields)
     try:
         copy_weights(model, layers, source)
     except CheckpointError:
-        raise CheckpointError(
-            f"{source}: conv layout not recognised; layers found: {_listing(layers)}; {supported}"
-        ) from None
+        raise CheckpointError(refusal) from None
     info = {
-        "encoder": f"conv {channels}->{'->'.join(map(str, hidden))}, dense {dense or 'none'}, latent {latent}",
+        "encoder": f"conv {convs[0].in_features}->{'->'.join(map(str, hidden))}, dense {dense or 'none'}, "
+        f"latent {model.latent_dim}",
         "decoder": "mirrored (ConvTranspose2d)",
-        "activations": {"hidden": hidden_act, "latent": latent_act, "output": "sigmoid"},
-        "activations_assumed": True,
-        "remarks": [],
+        "decisions": decisions,
+        "open": open_choices,
+        "remarks": notes,
     }
     return model, info
 
@@ -444,33 +435,34 @@ def _conv_model(
 def model_from_layers(
     groups: list[list[Layer]],
     *,
-    kind: str = "ae",
+    kind: str | None = None,
     input_shape: tuple[int, int, int] | None = None,
     activation: str | None = None,
     latent_activation: str | None = None,
+    output_activation: str | None = None,
+    input_range: str | None = None,
     source: str = "model",
 ) -> tuple[Autoencoder, dict[str, Any]]:
     """Build an explorer model from layers in forward order.
 
-    ``groups`` is one list (the split is inferred) or two (encoder, decoder). Returns the model in eval mode and
-    a JSON-ready description of what was inferred.
+    ``groups`` is one list (the split is inferred) or two (encoder, decoder). Each option left at None comes
+    from the file, or stays open. Returns the model in eval mode and what was found: ``encoder`` and ``decoder``
+    (their widths), ``decisions`` (kind, input shape and every choice settled by the user or the file), ``open``
+    (the choices to settle from data, built with the explorer's convention) and ``remarks``.
     """
-    from explorer.models.backbones import ACTIVATIONS
-
-    if kind not in importable_kinds():
-        raise CheckpointError(
-            f"kind {kind!r} cannot be imported; importable kinds: {', '.join(importable_kinds())} "
-            "(a sparse autoencoder's decoder is a dictionary, not a layer stack)"
-        )
-    for flag, value in (("--activation", activation), ("--latent-activation", latent_activation)):
-        if value is not None and value not in ACTIVATIONS:
-            raise CheckpointError(f"unknown {flag} {value!r}; known: {', '.join(ACTIVATIONS)}")
-    layers = [layer for group in groups for layer in group]
-    opts = dict(
-        kind=kind, input_shape=input_shape, activation=activation, latent_activation=latent_activation, source=source
+    chosen_kind, kind_decision = _kind(groups, kind)
+    given = dict(
+        activation=activation,
+        latent_activation=latent_activation,
+        output_activation=output_activation,
+        input_range=input_range,
     )
-    if any(layer.weight.ndim == 4 for layer in layers):
-        model, info = _conv_model(groups, **opts)  # type: ignore[arg-type]
+    if any(layer.weight.ndim == 4 for group in groups for layer in group):
+        model, info = _conv_model(groups, chosen_kind, input_shape, given, source)
     else:
-        model, info = _mlp_model(groups, **opts)  # type: ignore[arg-type]
+        model, info = _mlp_model(groups, chosen_kind, input_shape, given, source)
+    shape_decision = Decision(
+        "input_shape", _shape_text(model.input_shape), "user" if input_shape is not None else "inferred"
+    )
+    info["decisions"] = [kind_decision, shape_decision, *info["decisions"]]
     return model.eval(), info

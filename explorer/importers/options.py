@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from explorer.errors import CheckpointError
+
 # input_shape (C, H, W) -> float32 images (N, C, H, W) in [0, 1] to try candidates on
 SampleImages = Callable[[tuple[int, int, int]], np.ndarray]
 
@@ -33,9 +35,37 @@ class ImportOptions:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
+# what each option is called in messages and reports
+OPTION_LABELS = {
+    "kind": "kind",
+    "input_shape": "input shape",
+    "activation": "hidden activation",
+    "latent_activation": "latent activation",
+    "output_activation": "output activation",
+    "input_range": "input range",
+    "dataset": "dataset",
+}
+
+
+def option_label(name: str) -> str:
+    return OPTION_LABELS.get(name, name.replace("_", " "))
+
+
+class OptionError(CheckpointError):
+    """A refusal the user resolves by setting one import option; ``option`` names its ``ImportOptions`` field.
+
+    The message says what to set in plain words; the command line adds its flag and the app its field label.
+    """
+
+    def __init__(self, message: str, *, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass
 class Decision:
-    """How one open choice was settled: ``source`` is "file", "user" or "inferred"."""
+    """How one open choice was settled: ``source`` is "file", "user", "inferred" (tried on sample images), or
+    "assumed" (the explorer's convention, when no sample images were available)."""
 
     name: str
     value: str
@@ -45,7 +75,7 @@ class Decision:
     runner_up_error: float | None = None
 
     def describe(self) -> str:
-        what = self.name.replace("_", " ")
+        what = option_label(self.name)
         if self.source == "inferred" and self.runner_up is not None and self.error is not None:
             ratio = (self.runner_up_error or 0.0) / max(self.error, 1e-12)
             return (
@@ -63,6 +93,7 @@ class ImportReport:
     files: list[str]
     decisions: list[Decision] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
+    shapes: dict[str, str] = field(default_factory=dict)  # e.g. {"encoder": "784-128-64-32", "decoder": ...}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,4 +101,5 @@ class ImportReport:
             "files": list(self.files),
             "decisions": [vars(d) for d in self.decisions],
             "remarks": list(self.remarks),
+            "shapes": dict(self.shapes),
         }

@@ -13,7 +13,8 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError
-from explorer.importers.layers import model_from_layers, natural_order, state_to_layers
+from explorer.importers.layers import Layer, model_from_layers
+from explorer.importers.options import ImportOptions
 from explorer.untrusted import MAX_FILE_BYTES, human_size, load_safetensors, open_zip
 from explorer.untrusted.sandbox import MEMORY_LIMIT_BYTES, TIMEOUT_S, run_child
 
@@ -31,13 +32,14 @@ def check_torch_zip(data: bytes, name: str) -> None:
         pickles = [i for i in archive.infolist() if re.fullmatch(r"[^/]+/data\.pkl", i.filename)]
     if len(pickles) != 1:
         raise CheckpointError(
-            f"{name}: this zip archive is not a torch.save file (it has {len(pickles)} '<name>/data.pkl' "
-            "members, expected one)"
+            f"{name}: this zip archive is not a torch.save file (it has {len(pickles)} data.pkl members where "
+            "torch.save writes one); save the weights with torch.save(model.state_dict(), 'model.pt')."
         )
     if pickles[0].file_size > MAX_PICKLE_BYTES:
         raise CheckpointError(
             f"{name}: data.pkl is {human_size(pickles[0].file_size)}; a state_dict's is far smaller "
-            f"(limit {human_size(MAX_PICKLE_BYTES)}), so this is not a plain state_dict"
+            f"(limit {human_size(MAX_PICKLE_BYTES)}), so this is not a plain state_dict; save the weights with "
+            "torch.save(model.state_dict(), 'model.pt')."
         )
 
 
@@ -70,21 +72,63 @@ def load_safetensors_state(data: bytes, name: str) -> tuple[dict[str, torch.Tens
     """A bare safetensors file (no explorer metadata) as a state_dict; key order by position in the file."""
     header, tensors = load_safetensors(data, label=name)
     if not tensors:
-        raise CheckpointError(f"{name}: the safetensors file holds no tensors")
+        raise CheckpointError(f"{name}: the safetensors file holds no tensors.")
     # the header was validated: every entry but __metadata__ has [begin, end] offsets
     order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
     return tensors, order
 
 
+def _natural_key(key: str) -> tuple:
+    """Sort key that puts fc10 after fc2 and an encoder before its decoder."""
+    first = key.split(".", 1)[0].lower()
+    rank = 1 if first.startswith("dec") else 0
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", key) if p)
+    return (rank, parts)
+
+
+def natural_order(order: list[str]) -> list[str]:
+    return sorted(order, key=_natural_key)
+
+
+def state_to_layers(state: dict[str, torch.Tensor], order: list[str], source: str) -> list[Layer]:
+    """Group ``*.weight`` / ``*.bias`` pairs into layers in ``order``; refuse anything else by name."""
+    import torch
+
+    for key in order:
+        t = state[key]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):  # other dtypes are refused below
+            raise CheckpointError(f"{source}: the tensor {key} contains NaN or Inf values, so the model is unusable.")
+    layers: list[Layer] = []
+    used: set[str] = set()
+    for key in order:
+        t = state[key]
+        if not (key == "weight" or key.endswith(".weight")) or t.ndim not in (2, 4) or not t.is_floating_point():
+            continue
+        prefix = key[: -len("weight")]
+        bias = state.get(prefix + "bias")
+        if bias is not None and (bias.ndim != 1 or not bias.is_floating_point()):
+            bias = None  # left over, reported below
+        if bias is not None:
+            used.add(prefix + "bias")
+        used.add(key)
+        layers.append(Layer(prefix.rstrip(".") or "weight", t.detach().float(), None if bias is None else bias.float()))
+    left = [k for k in order if k not in used]
+    if left:
+        shown = ", ".join(f"{k} {tuple(state[k].shape)}" for k in left[:8]) + (" ..." if len(left) > 8 else "")
+        raise CheckpointError(
+            f"{source}: unsupported parameters: {shown}; a state_dict can hold only Linear layers (and the "
+            "explorer's own conv layout), not BatchNorm, LayerNorm, embeddings or other layers. Export the encoder "
+            "and the decoder to ONNX instead."
+        )
+    if not layers:
+        raise CheckpointError(f"{source}: the state_dict has no Linear or Conv weights.")
+    return layers
+
+
 def import_state_dicts(
-    files: list[tuple[str, dict[str, torch.Tensor], list[str]]],
-    *,
-    kind: str,
-    input_shape: tuple[int, int, int] | None,
-    activation: str | None,
-    latent_activation: str | None,
+    files: list[tuple[str, dict[str, torch.Tensor], list[str]]], options: ImportOptions
 ) -> tuple[Autoencoder, dict[str, Any]]:
-    """Build a model from one state_dict, or two (encoder then decoder).
+    """Build a model from one state_dict, or two (encoder then decoder); see ``layers.model_from_layers``.
 
     Each entry is (file name, tensors, key order as stored). The stored order is tried first, then a natural
     sort (for files whose order was lost, such as safetensors); the first that forms a valid model wins.
@@ -107,10 +151,12 @@ def import_state_dicts(
         try:
             model, info = model_from_layers(
                 groups,
-                kind=kind,
-                input_shape=input_shape,
-                activation=activation,
-                latent_activation=latent_activation,
+                kind=options.kind,
+                input_shape=options.input_shape,
+                activation=options.activation,
+                latent_activation=options.latent_activation,
+                output_activation=options.output_activation,
+                input_range=options.input_range,
                 source=source,
             )
         except CheckpointError as exc:

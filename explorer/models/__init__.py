@@ -8,12 +8,13 @@ on ``Autoencoder`` (per-image statistics, prior or not, sparse codes or not, ...
 from explorer.models.ae import AE
 from explorer.models.base import Autoencoder, ModelConfig
 from explorer.models.dae import DAE
+from explorer.models.onnx import OnnxAE
 from explorer.models.sae import SAE
 from explorer.models.vae import VAE
 from explorer.registry import KindRegistry
 
 KINDS = KindRegistry()
-for _cls in (AE, DAE, SAE, VAE):
+for _cls in (AE, DAE, SAE, VAE, OnnxAE):
     KINDS.register(_cls)
 
 kinds = KINDS.kinds

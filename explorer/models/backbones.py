@@ -4,6 +4,7 @@
 784-128-64-32 ReLU encoder with a 32-64-128-784 sigmoid decoder.
 ``conv`` uses stride-2 convolutions; H and W must be divisible by 2**len(hidden)
 (28x28 and 32x32 with two stages, 1 or 3 channels).
+``layerstack`` (``explorer.models.layerstack``) is read from an imported model's layer list.
 Decoders return logits; ``Autoencoder.decode`` applies the sigmoid.
 """
 
@@ -15,6 +16,7 @@ from typing import Protocol
 from torch import nn
 
 from explorer.errors import ConfigError
+from explorer.models.layerstack import LayerStack
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,
@@ -48,6 +50,7 @@ def _act(name: str) -> nn.Module:
 
 class MLP:
     name = "mlp"
+    trainable_from_config = True
 
     @staticmethod
     def check(cfg: BodySpec) -> None:
@@ -78,6 +81,7 @@ class MLP:
 
 class Conv:
     name = "conv"
+    trainable_from_config = True
 
     @staticmethod
     def check(cfg: BodySpec) -> None:
@@ -134,4 +138,8 @@ class Conv:
         return nn.Sequential(*layers)
 
 
-BACKBONES: dict[str, type[MLP] | type[Conv]] = {MLP.name: MLP, Conv.name: Conv}
+BACKBONES: dict[str, type[MLP] | type[Conv] | type[LayerStack]] = {
+    MLP.name: MLP,
+    Conv.name: Conv,
+    LayerStack.name: LayerStack,
+}

@@ -49,8 +49,8 @@ class Autoencoder(nn.Module):
     code_name: str = "latent dimension"
     # False for kinds that are imported, never trained here (the train command does not offer them)
     trainable: ClassVar[bool] = True
-    stat_titles: ClassVar[dict[str, str]] = {}
-    summary_stats: ClassVar[tuple[str, ...]] = ()
+    stat_titles: dict[str, str] = {}
+    summary_stats: tuple[str, ...] = ()
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()

@@ -37,6 +37,8 @@ class ModelConfig:
     recon_loss: str = "bce"
     output_activation: str = "sigmoid"
     input_range: str = "unit"
+    # layerstack only: {"encoder": [layer spec, ...], "decoder": [...]} (explorer.models.layerstack), checked there.
+    layers: dict[str, Any] = field(default_factory=dict)
     # Free-form provenance that does not change the architecture (e.g. "imported from keras").
     notes: dict[str, Any] = field(default_factory=dict)
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.latents import Encoded
 from explorer.projection import METRICS, ProjectionParams
-from explorer.selection import parse_point
 from explorer.ui import state
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
@@ -22,59 +19,12 @@ def colour_options(encoded: Encoded) -> list[str]:
     return ["label", "reconstruction error", encoded.code_name, *(encoded.title(k) for k in encoded.stats)]
 
 
-ACTIVATION_CHOICES = ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "identity"]
-
-
 def _upload_panel(sb) -> None:
-    """Upload a model (ours, a PyTorch state_dict, a .keras file) or a dataset (.npz, .zip of images)."""
-    with sb.expander("Upload a model or dataset", expanded=False):
-        files = st.file_uploader(
-            "Model: .safetensors, PyTorch state_dict (.pt/.pth; or encoder + decoder files), Keras .keras",
-            type=["safetensors", "pt", "pth", "bin", "keras"],
-            accept_multiple_files=True,
-            key="up_model",
-        )
-        if files:
-            from explorer.importers.layers import importable_kinds
-
-            # the options appear with the files: they only matter then, and listing kinds imports torch
-            c1, c2 = st.columns(2)
-            shape_text = c1.text_input("Input shape C,H,W", key="up_shape", placeholder="inferred: 784 -> 1,28,28")
-            kind = c2.selectbox(
-                "Kind", importable_kinds(), key="up_kind", help="A state_dict does not say; a VAE has a 2L head"
-            )
-            c3, c4 = st.columns(2)
-            act = c3.selectbox(
-                "Hidden activation", ACTIVATION_CHOICES, key="up_act", help="A state_dict does not record it"
-            )
-            latent_act = c4.selectbox("Latent activation", ["identity", *ACTIVATION_CHOICES[:-1]], key="up_lat")
-            blobs = [(f.name, f.getvalue()) for f in files]
-            options: dict[str, Any] = {"kind": kind, "activation": act, "latent_activation": latent_act}
-            token = state.sha256(
-                b"".join(b for _, b in blobs) + repr(sorted(options.items())).encode() + shape_text.encode()
-            )
-            if st.session_state.get("up_model_done") != token:
-                st.session_state["up_model_done"] = token
-                try:
-                    if shape_text.strip():
-                        values = parse_point(shape_text, 3)
-                        if not all(v.is_integer() and v > 0 for v in values):
-                            raise ValueError("C, H and W must be positive integers")
-                        options["input_shape"] = tuple(int(v) for v in values)
-                    with st.spinner("Checking and importing…"):
-                        ref = state.add_upload(blobs, options)
-                    st.session_state["ckpt"] = ref.name
-                    st.session_state["up_msg"] = ("ok", f"Loaded {ref.name}: {ref.kind}, latent {ref.latent_dim}")
-                except ValueError:
-                    st.session_state["up_msg"] = (
-                        "error",
-                        f"Input shape {shape_text!r} is not three positive whole numbers C,H,W; "
-                        "type e.g. 1,28,28 for grey 28×28 images or 3,64,64 for colour 64×64, or leave it empty.",
-                    )
-                except ExplorerError as exc:
-                    st.session_state["up_msg"] = ("error", f"Refused: {exc}")
+    """Upload a dataset (.npz, .zip of images); models have their own page ("Your model")."""
+    with sb.expander("Upload a dataset", expanded=False):
+        st.caption("Models: open **Your model** in the top bar.")
         data_file = st.file_uploader(
-            "Dataset: .npz (images, labels) or .zip of PNG/JPEG", type=["npz", "zip"], key="up_data"
+            "Dataset: .npz (images, labels) or .zip of PNG/JPEG, one folder per class", type=None, key="up_data"
         )
         if data_file is not None:
             token = state.sha256(data_file.getvalue())
@@ -92,8 +42,8 @@ def _upload_panel(sb) -> None:
                     st.session_state["up_msg"] = ("ok", f"Loaded dataset {label}")
                 except ExplorerError as exc:
                     st.session_state["up_msg"] = ("error", f"Refused: {exc}")
-        if msg := st.session_state.get("up_msg"):
-            (st.success if msg[0] == "ok" else st.error)(msg[1])
+    if msg := st.session_state.get("up_msg"):
+        (sb.success if msg[0] == "ok" else sb.error)(msg[1])
 
 
 def render() -> state.Context | None:
@@ -103,7 +53,7 @@ def render() -> state.Context | None:
     _upload_panel(sb)
     names = list(paths) + list(state.uploads())
     if not names:
-        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or upload one.")
+        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
         return None
     name = sb.selectbox(
         "Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads (this session only)"

@@ -120,34 +120,73 @@ def uploaded_datasets() -> dict[str, tuple[Dataset, str]]:
     return st.session_state.setdefault("uploaded_datasets", {})
 
 
-def add_upload(files: list[tuple[str, bytes]], options: dict) -> CheckpointRef:
-    """Import uploaded model file(s) (ours, a PyTorch state_dict, a .keras file) into this session.
+@dataclass
+class PendingImport:
+    """An import checked and worked out, shown for review before the user commits it."""
 
-    Raises CheckpointError with the reason; nothing is unpickled (see explorer.importers)."""
+    name: str
+    token: str  # digest of the files and the options: a new choice makes a new import
+    data: bytes  # the checkpoint it becomes (ours as uploaded; a foreign file converted)
+    lines: list[str]  # what was read and decided, one line each
+    preview: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # originals, reconstructions (uint8), MSE each
+    preview_note: str  # which images the preview shows, or why there is none
+
+
+def _uint8(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] -> uint8 (N, H, W) or (N, H, W, 3) for the image helpers."""
+    px = (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return px[:, 0] if px.shape[1] == 1 else np.ascontiguousarray(px.transpose(0, 2, 3, 1))
+
+
+def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "") -> PendingImport:
+    """Check and convert uploaded model file(s), and reconstruct a few sample images with the result.
+
+    ``options`` are ImportOptions keywords (left out: from the file or inferred). Raises CheckpointError
+    (an OptionError naming the option at fault); nothing is unpickled (see explorer.importers)."""
     from explorer.checkpoint import checkpoint_bytes
-    from explorer.importers import detect_format, import_model
+    from explorer.errors import DatasetError
+    from explorer.importers import ImportOptions, describe, detect_format, import_files
+    from explorer.importers.infer import reconstruction_preview, sample_dataset
 
     name = " + ".join(n for n, _ in files)
+    opts = ImportOptions(**options)
     if len(files) == 1 and detect_format(*files[0]) == "explorer":
         data = files[0][1]
-        meta = read_metadata(data)
-        _model(sha256(data), data)  # validates the weights now, so a bad file is refused at upload
+        model = _model(sha256(data), data)  # validates the weights now, so a bad file is refused at upload
+        lines = describe(model)
     else:
-        model = import_model(files, **options)
+        model, report = import_files(files, opts)
         data = checkpoint_bytes(
             model,
-            dataset={"name": "unknown"},
-            training={"device": "imported", "source": name},
+            dataset={"name": opts.dataset or "unknown"},
+            training={"device": "imported", "source": f"{report.source}: {name}"},
             metrics={},
         )
-        meta = read_metadata(data)
-    ref = CheckpointRef(f"⬆ {name}", None, sha256(data), meta, data)
+        lines = describe(model)
+    try:
+        title, sample = sample_dataset(opts.dataset, tuple(model.input_shape))
+        originals, recon, errors = reconstruction_preview(model, sample, n=8)
+        preview = (_uint8(originals), _uint8(recon), errors)
+        note = title
+    except DatasetError as exc:
+        preview, note = None, f"No preview: {exc}"
+    return PendingImport(f"⬆ {name}", token, data, lines, preview, note)
+
+
+def commit_import(pending: PendingImport) -> CheckpointRef:
+    """Make a reviewed import one of this session's checkpoints."""
+    ref = CheckpointRef(pending.name, None, sha256(pending.data), read_metadata(pending.data), pending.data)
     held = uploads()
     held.pop(ref.name, None)
     held[ref.name] = ref
     while len(held) > MAX_UPLOADS:  # bound what one session can pin in memory
         held.pop(next(iter(held)))
     return ref
+
+
+def add_upload(files: list[tuple[str, bytes]], options: dict) -> CheckpointRef:
+    """Import and commit in one step (no review): ``prepare_import`` then ``commit_import``."""
+    return commit_import(prepare_import(files, options))
 
 
 def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> str:

@@ -54,8 +54,9 @@ def _label(ctx: Context, i: int) -> str:
     return names[lab] if 0 <= lab < len(names) else "?"
 
 
-def _scale(ctx: Context, target: int = 84) -> int:
-    return max(1, target // ctx.ckpt.input_shape[1])
+def _scale(ctx: Context, target: int = 56) -> int:
+    """Upscale for thumbnails and strips: about ``target`` pixels high whatever the model's input size."""
+    return images.scale_for(ctx.ckpt.input_shape[1], target)
 
 
 def _decode_spot(ctx: Context, point: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -92,7 +93,9 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
         st.markdown(f"**Decoded at ({spot[0]:.2f}, {spot[1]:.2f})**")
         idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=5)
         row = np.concatenate([img[None], ctx.dataset.images[idx[0]]])
-        st.image(images.strip(row, scale=_scale(ctx)), caption="decoded spot | its 5 nearest images in latent space")
+        st.image(
+            images.strip(row, scale=_scale(ctx, 84)), caption="decoded spot | its 5 nearest images in latent space"
+        )
         _far_warning(far)
         overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
     if pick.ids:
@@ -101,7 +104,7 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
         recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
         pairs = np.concatenate([originals, recon], axis=2)  # (N, H, 2W[, C]): original | reconstruction
         captions = [f"#{i} {err[j]:.4f}" for j, i in enumerate(ids)]
-        grid = images.captioned_grid(pairs, captions, cols=4, scale=2)
+        grid = images.captioned_grid(pairs, captions, cols=4, scale=_scale(ctx))
         more = f" (first {MAX_THUMBS} shown)" if len(pick.ids) > MAX_THUMBS else ""
         st.markdown(f"**{len(pick.ids)} selected**{more} — original | reconstruction, per-image MSE")
         st.image(grid, width="stretch")
@@ -158,13 +161,15 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     path = ops.interpolate(z0, z1, steps, method)  # (steps, L)
     frames = ops.decode(state.model(ctx.ckpt), path)
     st.markdown(f"**{what}**, {steps} steps, {method}")
-    strip = images.grid(frames, cols=8, scale=2)
+    strip = images.grid(frames, cols=8, scale=_scale(ctx))
     st.image(strip, width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=2)), "interpolation.png", "image/png"
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=_scale(ctx))), "interpolation.png", "image/png"
     )
-    d2.download_button("Animated GIF", lambda: images.gif_bytes(frames, scale=4), "interpolation.gif", "image/gif")
+    d2.download_button(
+        "Animated GIF", lambda: images.gif_bytes(frames, scale=_scale(ctx, 112)), "interpolation.gif", "image/gif"
+    )
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
 
@@ -193,7 +198,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
             f"From a {post.n_components}-component Gaussian mixture fitted to the {len(ctx.map.labels):,} encoded "
             "images (this model has no prior)" + (", projected to valid sparse codes." if model.sparse_codes else ".")
         )
-    grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=2)
+    grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=_scale(ctx))
     st.image(grid, width="stretch")
     st.download_button("PNG grid", lambda: images.png_bytes(grid), "samples.png", "image/png")
     return [overlay_trace(ctx.map.projection.transform(z), "samples", name="samples")]
@@ -233,12 +238,14 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     path = ops.traverse(z, dim, values)
     frames = ops.decode(model, path)
     st.markdown(f"**#{i} ({_label(ctx, i)})**, {code} {dim} from {values[0]:.2f} to {values[-1]:.2f}")
-    st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=2), width="stretch")
+    st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=_scale(ctx)), width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=2)), "traversal.png", "image/png"
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=_scale(ctx))), "traversal.png", "image/png"
     )
-    d2.download_button("Animated GIF", lambda: images.gif_bytes(frames, scale=4), "traversal.gif", "image/gif")
+    d2.download_button(
+        "Animated GIF", lambda: images.gif_bytes(frames, scale=_scale(ctx, 112)), "traversal.gif", "image/gif"
+    )
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]
 

@@ -1,10 +1,11 @@
 """The limited child process that parses foreign model files. ``explorer.untrusted.sandbox`` runs it by path:
 
-    python -P child.py torch|keras-h5 < FILE     (working directory: an empty temporary folder)
+    python -P child.py torch|keras-h5|onnx < FILE     (working directory: an empty temporary folder)
 
 It reads the file from stdin and ``request.json`` (limits, and for keras-h5 the layers to read) from its
 working directory, caps its own address space (RLIMIT_AS) once its libraries are imported, parses, and
-writes to stdout only arrays, as safetensors bytes with small string metadata. A refusal exits with
+writes to stdout only arrays, as safetensors bytes with small string metadata (onnx: a small JSON
+description instead). A refusal exits with
 REFUSED after writing {"message": ...} (worded for a person) to stdout; running out of memory exits with
 OUT_OF_MEMORY. It imports nothing from the explorer and ``-P`` keeps its own folder and the working
 directory off ``sys.path``: the libraries that parse a stranger's bytes (torch's unpickler, HDF5) run here,
@@ -15,10 +16,12 @@ Modes:
 - ``torch``: ``torch.load(weights_only=True)`` of a ``torch.save`` zip; returns the state_dict's tensors with
   their order as saved (metadata ``order``, a JSON list; safetensors sorts keys, and the order is how layers
   are matched) and a ``note`` when the dict was found under a key such as ``model_state_dict``.
-- ``keras-h5``: a Keras 3 ``model.weights.h5``; reads the kernel (in, out) and bias (out,) of each Dense layer
-  in the request as float32 ``"{group}.{index}.kernel"`` / ``".bias"``. Every dataset's shape, dtype and size
-  is checked before any is read, and only plain datasets inside the file are read (no soft, external or
+- ``keras-h5``: a Keras 3 ``model.weights.h5``; reads the variables the request names for each layer (kernel,
+  bias, BatchNorm statistics, with their shapes) as float32 ``"{group}.{index}.{variable}"``. Every dataset's
+  shape, dtype and size is checked before any is read, and only plain datasets inside the file are read (no soft, external or
   virtual links: they could point anywhere on this machine).
+- ``onnx``: one ONNX graph, checked, loaded by onnxruntime and run once; see ``child_onnx.py`` beside this file,
+  which this process loads by path (``-P`` keeps the folder off ``sys.path``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main() -> None:
             out = read_torch(data, request["memory_limit"])
         elif mode == "keras-h5":
             out = read_keras_h5(data, request)
+        elif mode == "onnx":
+            out = sibling("child_onnx").read_onnx(data, request)
         else:
             raise Refusal(f"unknown mode {mode!r}")
     except Refusal as refusal:
@@ -61,6 +66,20 @@ def main() -> None:
         sys.exit(OUT_OF_MEMORY)
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
+
+
+def sibling(name: str) -> Any:
+    """The reader ``name``.py from this folder, loaded by path; it imports this module's shared pieces (Refusal,
+    cap_memory, library_detail) as ``child``."""
+    import importlib.util
+    from pathlib import Path
+
+    sys.modules.setdefault("child", sys.modules[__name__])
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def cap_memory(budget: int) -> None:
@@ -231,38 +250,41 @@ def read_keras_h5(data: bytes, request: dict[str, Any]) -> bytes:
 
 
 def plan_datasets(h5: Any, groups: list[list[dict[str, Any]]], max_bytes: int) -> list[tuple[str, str, str, Any]]:
-    """(output key, layer name, kernel or bias, dataset) of every variable to read, all checked before any is read."""
-    plan = []
+    """(output key, layer name, variable name, dataset) of every variable to read, all checked before any is read.
+
+    Each layer spec names its variables in Keras' saving order with their shapes (``"vars": [[name, shape],
+    ...]``: variable k is the dataset ``vars/k``); its output key is ``"{group}.{index}.{name}"``. The declared
+    sizes are added up over all layers before any shape is compared: they are what could exhaust memory."""
+    plan, shapes = [], []
     total = 0
     for g, group in enumerate(groups):
         for i, spec in enumerate(group):
             where = f"layer {spec['name']!r}"
             base, variables = vars_group(h5, spec)
-            count = 2 if spec["use_bias"] else 1
-            extra = sorted(set(variables.keys()) - {str(n) for n in range(count)})
+            extra = sorted(set(variables.keys()) - {str(n) for n in range(len(spec["vars"]))})
             if extra:
                 raise Refusal(
-                    f"{where}: unexpected variables {extra} under {base} (quantised or LoRA Dense layers are not "
-                    "supported)"
+                    f"{where}: unexpected variables {extra} under {base} (quantised or LoRA layers are not supported)"
                 )
-            for index, what in enumerate(("kernel", "bias")[:count]):
+            for index, (what, shape) in enumerate(spec["vars"]):
+                path = f"{base}/{index} ({what})"
                 ds = dataset(h5, f"{base}/{index}", where)
                 if ds is None:
-                    raise Refusal(f"{where}: {base}/{index} is missing from model.weights.h5")
+                    raise Refusal(f"{where}: {path} is missing from model.weights.h5")
                 if ds.dtype.kind != "f" or ds.dtype.itemsize not in (2, 4, 8):
-                    raise Refusal(f"{where}: {base}/{index} has dtype {ds.dtype}; expected float")
-                units = spec["units"]
-                if len(ds.shape) != (2 if index == 0 else 1) or ds.shape[-1] != units:
-                    expected = f"(inputs, {units})" if index == 0 else f"({units},)"
-                    raise Refusal(f"{where}: {base}/{index} has shape {ds.shape}; expected {expected}")
+                    raise Refusal(f"{where}: {path} has dtype {ds.dtype}; expected float")
                 size = math.prod(ds.shape) * ds.dtype.itemsize
                 total += size
                 if total > max_bytes:
                     raise Refusal(
-                        f"{where}: {base}/{index} declares {mib(size)} ({mib(total)} so far); the weights may take "
-                        f"at most {mib(max_bytes)}, so the file was refused before reading"
+                        f"{where}: {path} declares {mib(size)} ({mib(total)} so far); the weights may take at most "
+                        f"{mib(max_bytes)}, so the file was refused before reading"
                     )
                 plan.append((f"{g}.{i}.{what}", spec["name"], what, ds))
+                shapes.append((f"{where}: {path}", tuple(ds.shape), tuple(shape)))
+    for what, found, expected in shapes:
+        if found != expected:
+            raise Refusal(f"{what} has shape {found}; expected {expected}")
     return plan
 
 

@@ -107,24 +107,20 @@ class _Touch:
         return (open, (self.marker, "w"))
 
 
-def _upload(page, path):
-    page.get_by_text("Upload a model or dataset").click()
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+def _upload(page, server, *paths, commit=True):
+    """Drop model file(s) on the Your model page; with ``commit``, review the preview and use the model."""
+    page.goto(server + "/upload")
+    page.get_by_text("Model file(s)").first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files([str(p) for p in paths])
+    if commit:
+        button = page.get_by_role("button", name="Use this model")
+        button.wait_for(timeout=180_000)
+        assert page.get_by_text("bottom: this model's reconstructions", exact=False).count() == 1
+        button.click()
 
 
-def test_upload_maps_and_decodes_a_new_checkpoint(server, page, tmp_path):
-    from explorer import models
-    from explorer.checkpoint import checkpoint_bytes
-
-    model = models.build(models.config_class("ae")(hidden=(64,), latent_dim=8))
-    path = tmp_path / "my-model.safetensors"
-    path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
-    page.goto(server)
-    wait_for_map(page)
-    _upload(page, path)
-    page.get_by_text("Loaded ⬆ my-model.safetensors", exact=False).wait_for(timeout=60_000)
-    # the new model's map is computed on the spot, then selection decodes with the uploaded model
-    page.get_by_text("latent 8", exact=False).first.wait_for(timeout=180_000)
+def _map_and_select(page):
+    """After an upload: the new model's map is computed, then a box selection decodes with it."""
     wait_for_map(page, timeout=180_000)
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stProgress\"]')", timeout=180_000)
     area = plot_area(page)
@@ -134,15 +130,44 @@ def test_upload_maps_and_decodes_a_new_checkpoint(server, page, tmp_path):
     assert page.locator("[data-testid='stException']").count() == 0
 
 
+def test_upload_maps_and_decodes_a_new_checkpoint(server, page, tmp_path):
+    from explorer import models
+    from explorer.checkpoint import checkpoint_bytes
+
+    model = models.build(models.config_class("ae")(hidden=(64,), latent_dim=8))
+    path = tmp_path / "my-model.safetensors"
+    path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
+    _upload(page, server, path)
+    page.get_by_text("Loaded ⬆ my-model.safetensors", exact=False).wait_for(timeout=60_000)
+    page.get_by_text("latent 8", exact=False).first.wait_for(timeout=180_000)
+    _map_and_select(page)
+
+
 def test_hostile_upload_is_refused_in_the_browser(server, page, tmp_path):
     import pickle
 
     path = tmp_path / "weights.safetensors"
     path.write_bytes(pickle.dumps(_Touch(tmp_path / "pwned")))
-    page.goto(server)
-    wait_for_map(page)
-    _upload(page, path)
+    _upload(page, server, path, commit=False)
     page.get_by_text("Refused:", exact=False).first.wait_for(timeout=60_000)
     assert page.get_by_text("never unpickled", exact=False).count() >= 1
     assert not (tmp_path / "pwned").exists()
+    page.goto(server)
     wait_for_map(page)  # still up, default map still there
+
+
+def test_onnx_pair_uploads_maps_and_decodes(server, page, tmp_path, screenshots):
+    """A 64x64 colour conv autoencoder exported by torch.onnx.export: encoder + decoder files, the preview,
+    then the map of resized Fashion-MNIST and a box selection decoded by onnxruntime."""
+    import onnx_models as om
+
+    exported = om.rgb64(tmp_path)
+    _upload(page, server, exported.encoder_file, exported.decoder_file, commit=False)
+    button = page.get_by_role("button", name="Use this model")
+    button.wait_for(timeout=180_000)
+    assert page.get_by_text("input 3x64x64", exact=False).count() >= 1
+    page.screenshot(path=str(screenshots / "upload.png"), full_page=True)
+    button.click()
+    page.get_by_text("Loaded ⬆", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("ONNX", exact=False).first.wait_for(timeout=60_000)
+    _map_and_select(page)

@@ -70,3 +70,20 @@ def test_a_user_error_exits_2_with_its_message(monkeypatch, capsys):
     monkeypatch.setattr(command_module("evaluate"), "run", failing_run)
     assert main(["evaluate", "model.safetensors"]) == 2
     assert capsys.readouterr().err == "error: the latent dimension must be positive\n"
+
+
+def test_import_refusal_names_the_flag_that_resolves_it(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save
+
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(save({"e.weight": torch.zeros(10, 500), "f.weight": torch.zeros(500, 10)}))
+    assert main(["import", str(path), "--out", str(tmp_path / "o.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: odd.safetensors: the model takes 500 input values"), err
+    assert err.endswith("give its input shape C,H,W with C*H*W = 500 and C = 1 or 3 (--input-shape C,H,W).\n"), err
+    # a refusal no option resolves names no flag
+    path.write_bytes(b"hello, not a model")
+    assert main(["import", str(path), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert "(--" not in capsys.readouterr().err
+    assert not (tmp_path / "o.safetensors").exists()

@@ -10,6 +10,8 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import zipfile
 
 import h5py
@@ -22,11 +24,13 @@ from torch import nn
 
 from explorer import CheckpointError, ExplorerError, load_checkpoint, models, untrusted
 from explorer.cli import import_model as import_command
-from explorer.importers import describe, detect_format, import_model, torch_state
-from explorer.importers.layers import natural_order
-from explorer.importers.torch_state import load_state_dict_safely
+from explorer.data import load_dataset, to_float
+from explorer.importers import OptionError, describe, detect_format, import_model, torch_state
+from explorer.importers.torch_state import load_state_dict_safely, natural_order
 
 TOL = 1e-5
+# what the explorer builds by default: for untrained weights, whose reconstructions no choice makes better
+CONVENTION = dict(activation="relu", latent_activation="identity", output_activation="sigmoid", input_range="unit")
 
 
 # --- the design source's model ---------------------------------------------------------------------------
@@ -59,9 +63,19 @@ class Decoder(nn.Module):
         return torch.sigmoid(self.fc3(z))
 
 
-def design_model() -> nn.Sequential:
+def design_model(steps: int = 1000) -> nn.Sequential:
+    """Trained for a second on MNIST, so that its ReLU latent matters to its reconstructions."""
     torch.manual_seed(1)
-    return nn.Sequential(Encoder(), Decoder()).eval()
+    model = nn.Sequential(Encoder(), Decoder())
+    x = torch.from_numpy(to_float(load_dataset("mnist", "train").images))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        batch = x[torch.randint(0, len(x), (64,))]
+        loss = F.binary_cross_entropy(model(batch), batch.view(-1, 784))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
 
 
 def torch_bytes(obj) -> bytes:
@@ -86,19 +100,35 @@ def design_file(tmp_path_factory, design):
     return path
 
 
-def test_design_source_state_dict_reconstructs_the_same(design, design_file):
-    model = import_model([(design_file.name, design_file.read_bytes())], latent_activation="relu")
+def test_design_source_state_dict_reconstructs_the_same_with_no_options(design, design_file):
+    model = import_model([(design_file.name, design_file.read_bytes())])
     assert model.kind == "ae" and model.config.backbone == "mlp"
     assert model.config.hidden == (128, 64) and model.latent_dim == 32 and model.input_shape == (1, 28, 28)
+    assert (model.config.activation, model.config.latent_activation, model.config.output_activation) == (
+        "relu",
+        "relu",
+        "sigmoid",
+    )
     x = torch.rand(64, 1, 28, 28)
     with torch.no_grad():
         d = max_diff(model.reconstruct(x), design(x).view(-1, 1, 28, 28))
         assert max_diff(model.encode(x), design[0](x)) <= TOL
     assert d <= TOL
     notes = model.config.notes
-    assert notes["imported_from"] == "torch state_dict" and notes["activations_assumed"] is True
-    assert notes["encoder"] == "784-128-64-32" and notes["decoder"] == "32-64-128-784"
-    assert any("assumed" in line for line in describe(model))
+    assert notes["imported_from"] == "torch state_dict" and notes["files"] == ["autoencoder.pt"]
+    assert notes["shapes"] == {"encoder": "784-128-64-32", "decoder": "32-64-128-784"}
+    sources = {d["name"]: d["source"] for d in notes["decisions"]}
+    assert sources == {
+        "kind": "file",
+        "input_shape": "inferred",
+        "activation": "inferred",
+        "latent_activation": "inferred",
+        "output_activation": "inferred",
+        "input_range": "inferred",
+    }
+    lines = describe(model)
+    assert "encoder 784-128-64-32; decoder 32-64-128-784" in lines
+    assert any(line.startswith("latent activation: relu, inferred") and "next best identity" in line for line in lines)
 
 
 def _cli(argv: list[str]) -> int:
@@ -107,11 +137,28 @@ def _cli(argv: list[str]) -> int:
     return import_command.run(parser.parse_args(argv))
 
 
+def test_cli_imports_the_design_source_model_with_no_flags(design, design_file, tmp_path):
+    out = tmp_path / "x.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-m", "explorer", "import", str(design_file), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "latent activation: relu, inferred" in done.stdout and f"wrote {out}" in done.stdout
+    model = load_checkpoint(out)
+    assert model.info["dataset"] == {} and model.config.notes["imported_from"] == "torch state_dict"
+    x = torch.rand(32, 1, 28, 28)
+    with torch.no_grad():
+        assert max_diff(model.reconstruct(x), design(x).view(-1, 1, 28, 28)) <= TOL
+
+
 def test_cli_writes_a_checkpoint_that_loads(design, design_file, tmp_path, capsys):
     out = tmp_path / "imported.safetensors"
     assert _cli([str(design_file), "--out", str(out), "--latent-activation", "relu", "--dataset", "mnist"]) == 0
     printed = capsys.readouterr().out
-    assert "784-128-64-32" in printed and "latent relu" in printed and str(out) in printed
+    assert "784-128-64-32" in printed and "latent activation: relu (your choice)" in printed and str(out) in printed
     model = load_checkpoint(out)
     assert model.info["training"]["device"] == "imported"
     assert model.info["training"]["source"] == "torch state_dict: autoencoder.pt"
@@ -133,12 +180,12 @@ def test_separate_encoder_and_decoder_files_in_either_order(design):
     with torch.no_grad():
         want = design(x).view(-1, 1, 28, 28)
     enc, dec = torch_bytes(design[0].state_dict()), torch_bytes(design[1].state_dict())
-    model = import_model([("enc.pt", enc), ("dec.pt", dec)], latent_activation="relu")
+    model = import_model([("enc.pt", enc), ("dec.pt", dec)])
     with torch.no_grad():
         assert max_diff(model.reconstruct(x), want) <= TOL
     # the same split from safetensors files given decoder first (no loader process: keeps the test fast)
     enc, dec = st_save(design[0].state_dict()), st_save(design[1].state_dict())
-    model = import_model([("dec.safetensors", dec), ("enc.safetensors", enc)], latent_activation="relu")
+    model = import_model([("dec.safetensors", dec), ("enc.safetensors", enc)])
     assert any("enc.safetensors as the encoder" in r for r in model.config.notes["remarks"])
     with torch.no_grad():
         assert max_diff(model.reconstruct(x), want) <= TOL
@@ -160,7 +207,7 @@ def test_plain_sequential_layout_as_bare_safetensors(tmp_path):
     # safetensors stores keys sorted (decoder before encoder): the importer must still find the encoder first
     data = st_save({k: v.contiguous() for k, v in src.state_dict().items()})
     assert detect_format("plain.safetensors", data) == "safetensors"
-    model = import_model([("plain.safetensors", data)], activation="tanh")
+    model = import_model([("plain.safetensors", data)], **CONVENTION | {"activation": "tanh"})
     assert model.config.hidden == (96,) and model.latent_dim == 12 and model.config.activation == "tanh"
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
@@ -184,7 +231,7 @@ def test_own_conv_autoencoder_round_trip():
     )
     torch.manual_seed(3)
     src = models.build(cfg).eval()
-    model = import_model([("conv.pt", torch_bytes(src.state_dict()))], activation="elu")
+    model = import_model([("conv.pt", torch_bytes(src.state_dict()))], **CONVENTION | {"activation": "elu"})
     got = model.config
     assert (got.backbone, got.hidden, got.dense, got.latent_dim, got.input_shape) == (
         "conv",
@@ -201,7 +248,7 @@ def test_own_conv_autoencoder_round_trip():
 def test_other_conv_layouts_are_refused_with_the_layers_found():
     net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Linear(10, 4), nn.Linear(4, 10))
     data = st_save({k: v.contiguous() for k, v in net.state_dict().items()})
-    with pytest.raises(CheckpointError, match=r"conv layout not recognised.*8x1x3x3"):
+    with pytest.raises(CheckpointError, match=r"not one the explorer can rebuild.*8x1x3x3.*ONNX"):
         import_model([("conv.safetensors", data)])
 
 
@@ -221,14 +268,16 @@ class HeadsVAE(nn.Module):
         return torch.sigmoid(self.dec2(F.relu(self.dec1(z)))).view(-1, 1, 28, 28)
 
 
-def test_vae_with_separate_mean_and_logvar_heads():
+def test_vae_with_separate_mean_and_logvar_heads_is_found_from_the_shapes():
     torch.manual_seed(4)
     src = HeadsVAE().eval()
     data = st_save({k: v.contiguous() for k, v in src.state_dict().items()})
-    with pytest.raises(CheckpointError, match="--kind vae"):
-        import_model([("vae.safetensors", data)])
-    model = import_model([("vae.safetensors", data)], kind="vae")
+    with pytest.raises(OptionError, match="look like a VAE's mean and log-variance heads: choose the kind vae") as info:
+        import_model([("vae.safetensors", data)], kind="ae")
+    assert info.value.option == "kind"
+    model = import_model([("vae.safetensors", data)], **CONVENTION)
     assert model.kind == "vae" and model.latent_dim == 8
+    assert "kind: vae (from the file)" in describe(model)
     x = torch.rand(8, 1, 28, 28)
     with torch.no_grad():
         assert max_diff(model.encode(x), src.encode(x)) <= TOL
@@ -240,7 +289,8 @@ def test_vae_with_separate_mean_and_logvar_heads():
 def test_own_mlp_vae_round_trip():
     torch.manual_seed(5)
     src = models.build(models.config_class("vae")(hidden=(64,), latent_dim=6)).eval()
-    model = import_model([("vae.safetensors", st_save(src.state_dict()))], kind="vae")
+    model = import_model([("vae.safetensors", st_save(src.state_dict()))], **CONVENTION)
+    assert model.kind == "vae"  # the encoder outputs twice what the decoder takes
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
         assert max_diff(model.reconstruct(x), src.reconstruct(x)) <= TOL
@@ -248,7 +298,7 @@ def test_own_mlp_vae_round_trip():
 
 
 def test_sae_is_not_importable(design_file):
-    with pytest.raises(CheckpointError, match="importable kinds"):
+    with pytest.raises(OptionError, match="cannot become a model of kind sae; choose one of ae, dae, vae"):
         import_model([("m.safetensors", st_save({"w.weight": torch.zeros(2, 2)}))], kind="sae")
 
 
@@ -269,15 +319,18 @@ def test_own_checkpoint_is_loaded_as_is(tmp_path):
 def test_nan_weight_is_refused_naming_the_key(design):
     state = {k: v.clone() for k, v in design.state_dict().items()}
     state["1.fc2.weight"][3, 5] = float("nan")
-    with pytest.raises(CheckpointError, match=r"'1\.fc2\.weight' contains NaN"):
+    with pytest.raises(CheckpointError, match=r"the tensor 1\.fc2\.weight contains NaN"):
         import_model([("nan.pt", torch_bytes(state))])
 
 
 def test_broken_chain_names_the_widths():
     state = {"0.weight": torch.zeros(100, 784), "0.bias": torch.zeros(100)}
-    state |= {"1.weight": torch.zeros(784, 50), "1.bias": torch.zeros(784)}
-    with pytest.raises(CheckpointError, match=r"outputs 100 .* takes 50.*784->100.*50->784"):
+    state |= {"1.weight": torch.zeros(784, 60), "1.bias": torch.zeros(784)}
+    with pytest.raises(CheckpointError, match=r"outputs 100 .* takes 60.*784->100.*60->784"):
         import_model([("chain.safetensors", st_save(state))])
+    # an encoder output twice the decoder's input is a VAE's mean and log-variance
+    state["1.weight"], state["1.bias"] = torch.zeros(784, 50), torch.zeros(784)
+    assert import_model([("vae.safetensors", st_save(state))], **CONVENTION).kind == "vae"
 
 
 def test_decoder_that_does_not_mirror_is_refused_with_widths():
@@ -293,9 +346,10 @@ def test_unknown_input_size_asks_for_input_shape():
     state = {"e.weight": torch.zeros(10, 500), "e.bias": torch.zeros(10)}
     state |= {"f.weight": torch.zeros(500, 10), "f.bias": torch.zeros(500)}
     data = st_save(state)
-    with pytest.raises(CheckpointError, match=r"500 input values.*--input-shape"):
+    with pytest.raises(OptionError, match=r"500 input values.*give its input shape C,H,W with C\*H\*W = 500") as info:
         import_model([("x.safetensors", data)])
-    with pytest.raises(CheckpointError, match="500"):
+    assert info.value.option == "input_shape"
+    with pytest.raises(OptionError, match="500"):
         import_model([("x.safetensors", data)], input_shape=(1, 28, 28))
     st = st_save({"e.weight": torch.zeros(10, 400), "e.bias": torch.zeros(10), "f.weight": torch.zeros(400, 10)})
     model = import_model([("y.safetensors", st)], input_shape=(1, 20, 20))
@@ -348,7 +402,7 @@ def test_hostile_pickles_are_refused_and_never_run(tmp_path):
     with pytest.raises(CheckpointError, match="objects other than tensors and was refused"):
         import_model([("evil.pt", torch_like_zip(payload))])
     assert not marker.exists()
-    with pytest.raises(CheckpointError, match="legacy/raw pickle file; it is never unpickled"):
+    with pytest.raises(CheckpointError, match="legacy or raw pickle file, and pickles are never unpickled"):
         import_model([("evil.pt", payload)])
     assert not marker.exists()
     renamed = tmp_path / "evil.safetensors"
@@ -379,13 +433,14 @@ def test_torchscript_is_refused():
         import_model([("scripted.pt", buf.getvalue())])
 
 
-def test_onnx_is_refused():
+def test_one_onnx_file_alone_asks_for_both():
     fake = b"\x08\x08\x12\x07pytorch\x1a\x052.3.0:\x10\n\x05graph" + bytes(64)
     assert detect_format("model.bin", fake) == "onnx"
-    with pytest.raises(CheckpointError, match="ONNX models are not supported"):
+    assert detect_format("model.onnx", b"\x00\x01garbage") == "onnx"  # the ONNX importer says what is wrong
+    with pytest.raises(CheckpointError, match="the encoder's .onnx file and the decoder's .onnx file together"):
         import_model([("model.bin", fake)])
-    with pytest.raises(CheckpointError, match="ONNX"):
-        import_model([("model.onnx", b"\x00\x01garbage")])
+    with pytest.raises(CheckpointError, match="one network"):
+        import_model([("enc.onnx", fake), ("dec.pt", torch_bytes({"w.weight": torch.zeros(2, 2)}))])
 
 
 def test_empty_truncated_and_unknown_files():
@@ -394,7 +449,7 @@ def test_empty_truncated_and_unknown_files():
     good = torch_bytes({"fc.weight": torch.zeros(4, 4)})
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         import_model([("cut.pt", good[: len(good) // 2])])
-    with pytest.raises(CheckpointError, match="accepted formats"):
+    with pytest.raises(CheckpointError, match="not a model format the explorer reads; accepted: .*ONNX"):
         import_model([("notes.txt", b"hello world, not a model")])
     with pytest.raises(CheckpointError, match="Keras 3 format"):
         import_model([("legacy.h5", b"\x89HDF\r\n\x1a\n" + bytes(100))])
@@ -409,7 +464,7 @@ def test_non_state_dict_objects_are_refused():
 
 def test_training_checkpoint_dict_uses_its_state_dict(design):
     blob = {"epoch": 3, "model_state_dict": design.state_dict(), "optimizer": {"lr": 0.001}}
-    model = import_model([("ckpt.pt", torch_bytes(blob))], latent_activation="relu")
+    model = import_model([("ckpt.pt", torch_bytes(blob))])
     assert any("model_state_dict" in r for r in model.config.notes["remarks"])
     x = torch.rand(4, 1, 28, 28)
     with torch.no_grad():
@@ -445,7 +500,7 @@ def test_weights_only_refusals_are_worded_by_us(pkl, detail):
         import_model([("odd.pt", torch_like_zip(pkl))])
     message = str(info.value)
     assert message.startswith("odd.pt: the file contains objects other than tensors") and detail in message
-    assert message.endswith("torch.save(model.state_dict(), 'model.pt')")
+    assert message.endswith("torch.save(model.state_dict(), 'model.pt').")
     # nothing of torch's own long explanation, cut or whole, and no object reprs
     assert "documentation" not in message and "trusted source" not in message and " at 0x" not in message
 
@@ -453,6 +508,90 @@ def test_weights_only_refusals_are_worded_by_us(pkl, detail):
 def test_non_string_keys_are_described_by_type():
     with pytest.raises(CheckpointError, match=r"holds a dict \{'a': int, <int key>: Tensor\}, not a state_dict"):
         import_model([("keys.pt", torch_bytes({"a": 1, 2: torch.zeros(1)}))])
+
+
+def _refusals(tmp_path, design) -> dict[str, tuple[list[tuple[str, bytes]], dict]]:
+    """Every refusal the importers can give, by what is wrong: (files, options)."""
+    good = torch_bytes({"fc.weight": torch.zeros(4, 4)})
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("notes.txt", "hello")
+    scripted = io.BytesIO()
+    torch.jit.save(torch.jit.script(nn.Linear(4, 2)), scripted)
+    chain = st_save({"0.weight": torch.zeros(100, 784), "1.weight": torch.zeros(784, 60)})
+    odd = st_save(
+        {f"{i}.weight": torch.zeros(b, a) for i, (a, b) in enumerate([(784, 128), (128, 32), (32, 100), (100, 784)])}
+    )
+    size500 = st_save({"e.weight": torch.zeros(10, 500), "f.weight": torch.zeros(500, 10)})
+    design_st = st_save({k: v.contiguous() for k, v in design.state_dict().items()})
+    heads = st_save({k: v.contiguous() for k, v in HeadsVAE().state_dict().items()})
+    onnx = b"\x08\x08\x12\x07pytorch\x1a\x052.3.0:\x10\n\x05graph" + bytes(64)
+    keras = tmp_path / "selu.keras"
+    write_keras(keras, [784, 64, 8], [8, 64, 784], acts=("selu", "linear", "sigmoid"))
+    nan = {k: v.clone() for k, v in design.state_dict().items()}
+    nan["0.fc1.bias"][0] = float("nan")
+    return {
+        "no file": ([], {}),
+        "three files": ([("a.pt", good)] * 3, {}),
+        "unknown format": ([("notes.txt", b"hello world, not a model")], {}),
+        "empty": ([("empty.pt", b"")], {}),
+        "raw pickle": ([("evil.pt", hostile_payload(tmp_path / "pwned"))], {}),
+        "pickle with code": ([("evil.pt", torch_like_zip(hostile_payload(tmp_path / "pwned")))], {}),
+        "whole module": ([("whole.pt", torch_bytes(design))], {}),
+        "not a state_dict": ([("list.pt", torch_bytes([torch.zeros(2)]))], {}),
+        "TorchScript": ([("scripted.pt", scripted.getvalue())], {}),
+        "truncated zip": ([("cut.pt", good[: len(good) // 2])], {}),
+        "other zip": ([("other.zip", zipped.getvalue())], {}),
+        "legacy h5": ([("legacy.h5", b"\x89HDF\r\n\x1a\n" + bytes(100))], {}),
+        "one onnx alone": ([("model.onnx", onnx)], {}),
+        "onnx with a state_dict": ([("enc.onnx", onnx), ("dec.pt", good)], {}),
+        "keras with a state_dict": ([("a.keras", keras.read_bytes()), ("dec.pt", good)], {}),
+        "keras activation": ([("selu.keras", keras.read_bytes())], {}),
+        "mismatched chain": ([("chain.safetensors", chain)], {}),
+        "decoder not mirrored": ([("odd.safetensors", odd)], {}),
+        "unknown input size": ([("x.safetensors", size500)], {}),
+        "wrong input shape": ([("design.safetensors", design_st)], {"input_shape": (1, 20, 20)}),
+        "bad input shape": ([("design.safetensors", design_st)], {"input_shape": (2, 28, 14)}),
+        "unknown activation": ([("design.safetensors", design_st)], {"activation": "swish"}),
+        "unknown input range": ([("design.safetensors", design_st)], {"input_range": "0-255"}),
+        "unknown dataset": ([("design.safetensors", design_st)], {"dataset": "imagenet"}),
+        "heads as ae": ([("vae.safetensors", heads)], {"kind": "ae"}),
+        "sparse kind": ([("design.safetensors", design_st)], {"kind": "sae"}),
+        "other layers": (
+            [("bn.safetensors", st_save({"fc.weight": torch.zeros(4, 784), "bn.running_mean": torch.zeros(4)}))],
+            {},
+        ),
+        "NaN": ([("nan.pt", torch_bytes(nan))], {}),
+        "zip bomb": ([("bomb.pt", _bomb_zip("archive/data/0", "archive/data.pkl"))], {}),
+        "broken checkpoint": ([("ours.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")], {}),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_every_refusal_reads_as_a_sentence_in_the_users_terms(tmp_path, design):
+    raised = {}
+    for what, (files, options) in _refusals(tmp_path, design).items():
+        with pytest.raises(CheckpointError) as info:
+            import_model(files, **options)
+        raised[what] = info.value
+        message = str(info.value)
+        assert "--" not in message, (what, message)  # no command-line flag: the CLI adds its own
+        assert " at 0x" not in message and "object at" not in message, (what, message)
+        assert message.endswith("."), (what, message)
+        assert "\n" not in message and "Traceback" not in message, (what, message)
+    assert not (tmp_path / "pwned").exists()
+    # the refusals an option resolves say which option
+    assert {what: exc.option for what, exc in raised.items() if isinstance(exc, OptionError)} == {
+        "unknown input size": "input_shape",
+        "wrong input shape": "input_shape",
+        "bad input shape": "input_shape",
+        "unknown activation": "activation",
+        "unknown input range": "input_range",
+        "unknown dataset": "dataset",
+        "heads as ae": "kind",
+        "sparse kind": "kind",
+    }
+    assert str(raised["unknown activation"]).startswith("there is no hidden activation called swish; choose one of")
 
 
 # --- explorer.untrusted: one place for every stranger's bytes ---------------------------------------------
@@ -700,10 +839,11 @@ def test_keras_nested_sequentials_match_numpy_reference(tmp_path):
     path = tmp_path / "ae.keras"
     stack = write_keras(path, [784, 128, 64, 32], [32, 64, 128, 784])
     assert detect_format(path.name, path.read_bytes()) == "keras"
-    model = import_model([(path.name, path.read_bytes())])
+    model = import_model([(path.name, path.read_bytes())], input_range="unit")
     cfg = model.config
-    assert (cfg.hidden, cfg.latent_dim, cfg.activation, cfg.latent_activation) == ((128, 64), 32, "relu", "relu")
-    assert cfg.notes["imported_from"] == "keras" and cfg.notes["activations_assumed"] is False
+    assert (cfg.backbone, cfg.latent_dim, cfg.activation, cfg.latent_activation) == ("layerstack", 32, "relu", "relu")
+    sources = {d["name"]: d["source"] for d in cfg.notes["decisions"]}
+    assert cfg.notes["imported_from"] == "keras" and sources["activation"] == sources["output_activation"] == "file"
     x = np.random.default_rng(1).random((32, 784), dtype=np.float32)
     with torch.no_grad():
         got = model.reconstruct(torch.from_numpy(x).view(-1, 1, 28, 28)).view(32, -1).double().numpy()
@@ -715,7 +855,7 @@ def test_keras_flat_rgb_model_is_reordered_to_channels_first(tmp_path):
     stack = write_keras(
         path, [3072, 64, 16], [16, 64, 3072], acts=("tanh", "linear", "sigmoid"), nested=False, image=[32, 32, 3]
     )
-    model = import_model([(path.name, path.read_bytes())])
+    model = import_model([(path.name, path.read_bytes())], input_range="unit")
     assert model.input_shape == (3, 32, 32) and model.config.latent_activation == "identity"
     x = np.random.default_rng(2).random((8, 3, 32, 32), dtype=np.float32)
     keras_in = x.transpose(0, 2, 3, 1).reshape(8, -1)  # what Keras sees: (N, H, W, C) flattened
@@ -732,11 +872,20 @@ def test_keras_unknown_activation_is_refused(tmp_path):
         import_model([(path.name, path.read_bytes())])
 
 
-def test_keras_linear_output_is_refused(tmp_path):
+def test_keras_output_activation_comes_from_the_file(tmp_path):
     path = tmp_path / "linear.keras"
     write_keras(path, [784, 64, 8], [8, 64, 784], acts=("relu", "linear", "linear"))
-    with pytest.raises(CheckpointError, match="sigmoid"):
-        import_model([(path.name, path.read_bytes())])
+    # a linear last layer gives pixels or logits (a loss "from_logits"): the file leaves the output activation open
+    model = import_model([(path.name, path.read_bytes())], output_activation="sigmoid")
+    assert model.config.output_activation == "sigmoid"
+    sources = {d["name"]: d["source"] for d in model.config.notes["decisions"]}
+    assert sources["output_activation"] == "user"
+    model = import_model([(path.name, path.read_bytes())])
+    sources = {d["name"]: d["source"] for d in model.config.notes["decisions"]}
+    assert sources["output_activation"] in ("inferred", "assumed")
+    write_keras(path, [784, 64, 8], [8, 64, 784], acts=("relu", "linear", "tanh"))  # a tanh the file records
+    with pytest.raises(OptionError, match="the file says 'tanh' but 'sigmoid' was asked for the output activation"):
+        import_model([(path.name, path.read_bytes())], output_activation="sigmoid")
 
 
 def test_keras_huge_declared_dataset_is_refused_before_reading(tmp_path):
@@ -778,10 +927,10 @@ def _keras_zip(path, config, h5bytes: bytes = b"") -> bytes:
 
 def test_keras_functional_and_hostile_configs_are_refused(tmp_path):
     functional = {"module": "keras", "class_name": "Functional", "config": {"layers": []}}
-    with pytest.raises(CheckpointError, match="only Sequential models"):
+    with pytest.raises(CheckpointError, match="the model's inputs or outputs are not listed as Keras writes them"):
         import_model([("f.keras", _keras_zip(tmp_path / "f.keras", functional))])
-    conv = _sequential("m", [{"class_name": "Conv2D", "config": {"name": "conv2d"}}])
-    with pytest.raises(CheckpointError, match=r"'conv2d' is a Conv2D, which is not supported"):
+    conv = _sequential("m", [_input([8, 8, 1], "input_layer"), {"class_name": "LSTM", "config": {"name": "lstm"}}])
+    with pytest.raises(CheckpointError, match=r"layer 'lstm' is a LSTM, which the importer does not support"):
         import_model([("c.keras", _keras_zip(tmp_path / "c.keras", conv))])
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(CheckpointError, match="not valid JSON"):
@@ -814,7 +963,11 @@ def test_keras_weights_are_read_in_the_child(tmp_path, monkeypatch):
     assert model.latent_dim == 8
     with zipfile.ZipFile(path) as zf:
         weights = zf.read("model.weights.h5")
-    spec = {"name": "dense", "paths": ["layers/sequential/layers/dense"], "units": 32, "use_bias": True}
+    spec = {
+        "name": "dense",
+        "paths": ["layers/sequential/layers/dense"],
+        "vars": [["kernel", [784, 32]], ["bias", [32]]],
+    }
     request = {"layers": [[spec]], "max_weight_bytes": 2**20}
     tensors, _ = run_child("keras-h5", weights, label="ae.keras", request=request)
     assert tensors["0.0.kernel"].shape == (784, 32) and tensors["0.0.bias"].shape == (32,)

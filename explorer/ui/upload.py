@@ -1,0 +1,132 @@
+"""The "Your model" page: drop model files, see what the importer read and worked out, check a few
+reconstructions, then use the model. The work is done by explorer.importers; this page only asks and shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from explorer import images
+from explorer.data import dataset_names
+from explorer.errors import ExplorerError
+from explorer.ui import bring, state
+
+AUTO = "from the file / inferred"
+# ImportOptions field -> (widget label, choices after AUTO); labels are what refusals point at
+FIELDS: dict[str, tuple[str, list[str]]] = {
+    "kind": ("Kind", ["ae", "vae"]),
+    "activation": ("Hidden activation", ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]),
+    "latent_activation": ("Latent activation", ["identity", "relu", "tanh", "sigmoid"]),
+    "output_activation": ("Output activation", ["sigmoid", "tanh", "identity"]),
+    "input_range": ("Input pixel range", ["unit", "symmetric"]),
+}
+RANGE_NAMES = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}
+SHAPE_LABEL = "Input shape C,H,W"
+DATASET_LABEL = "Images to check it on"
+
+
+def _options() -> tuple[dict, str | None]:
+    """The choices as ImportOptions keywords (AUTO -> left out), and a problem with the typed shape."""
+    chosen: dict = {}
+    cols = st.columns(3)
+    for i, (field, (label, choices)) in enumerate(FIELDS.items()):
+        value = cols[i % 3].selectbox(
+            label,
+            [AUTO, *choices],
+            key=f"up_{field}",
+            format_func=lambda v: RANGE_NAMES.get(v, v),
+        )
+        if value != AUTO:
+            chosen[field] = value
+    shape_text = cols[2].text_input(SHAPE_LABEL, key="up_shape", placeholder=AUTO)
+    dataset = st.selectbox(
+        DATASET_LABEL,
+        [AUTO, *dataset_names()],
+        key="up_dataset",
+        help="What the file leaves open is tried on these images; the lowest reconstruction error wins.",
+    )
+    if dataset != AUTO:
+        chosen["dataset"] = dataset
+    problem = None
+    if shape_text.strip():
+        parts = shape_text.replace("x", ",").split(",")
+        try:
+            shape = tuple(int(p) for p in parts)
+            if len(shape) != 3 or min(shape) < 1:
+                raise ValueError
+            chosen["input_shape"] = shape
+        except ValueError:
+            problem = (
+                f"“{shape_text}” is not an input shape. Type three whole numbers C,H,W, e.g. 1,28,28 for grey "
+                "28×28 images or 3,64,64 for colour 64×64, or leave the field empty."
+            )
+    return chosen, problem
+
+
+def _refusal(exc: ExplorerError) -> str:
+    field = getattr(exc, "option", None)
+    where = FIELDS.get(field, (SHAPE_LABEL if field == "input_shape" else DATASET_LABEL, []))[0] if field else None
+    return f"Refused: {exc}" + (f" Set “{where}” above and the file is tried again." if where else "")
+
+
+def _preview(pending: state.PendingImport) -> None:
+    st.markdown(f"**{pending.name}** — what was read and decided")
+    st.code("\n".join(pending.lines), language=None)
+    if pending.preview is None:
+        st.warning(pending.preview_note)
+        return
+    originals, recon, errors = pending.preview
+    pairs = np.concatenate([originals, recon])  # row 1: originals, row 2: reconstructions
+    scale = images.scale_for(originals.shape[1], 56)
+    st.image(images.grid(pairs, cols=len(originals), scale=scale), width="stretch")
+    st.caption(
+        f"Top: {len(originals)} images of {pending.preview_note}; bottom: this model's reconstructions. "
+        f"Per-pixel MSE {errors.mean():.4f} (each: " + ", ".join(f"{e:.4f}" for e in errors) + "). "
+        "Blurry is normal; noise, inverted or washed-out pictures mean a choice above is wrong."
+    )
+
+
+def upload_view(*, home: Any = None) -> None:
+    """``home``: the page to open once a model is in use (a ``st.Page``)."""
+    st.header("Your model")
+    st.markdown(
+        "Drop **one** model file (this explorer's `.safetensors`, a PyTorch `state_dict`, a Keras `.keras`) "
+        "or **two**: an encoder and a decoder (ONNX from any framework, or PyTorch). Files are checked in a "
+        "separate process with limits and never unpickled; they stay in your browser session."
+    )
+    with st.expander("How to bring a model", expanded=False):
+        torch_tab, keras_tab, formats_tab = st.tabs(["PyTorch → ONNX", "Keras", "What each format carries"])
+        torch_tab.markdown(bring.PYTORCH)
+        keras_tab.markdown(bring.KERAS)
+        formats_tab.markdown(bring.FORMATS)
+    files = st.file_uploader("Model file(s)", type=None, accept_multiple_files=True, key="up_model")
+    if not files:
+        st.session_state.pop("up_pending", None)
+        return
+    blobs = [(f.name, f.getvalue()) for f in files]
+    chosen, problem = _options()
+    if problem:
+        st.error(problem)
+        return
+    token = state.sha256(b"".join(b for _, b in blobs) + repr(sorted(chosen.items())).encode())
+    pending: state.PendingImport | None = st.session_state.get("up_pending")
+    if pending is None or pending.token != token:
+        st.session_state.pop("up_pending", None)
+        try:
+            with st.spinner("Checking the file(s) and working out what they leave open…"):
+                pending = state.prepare_import(blobs, chosen, token)
+        except ExplorerError as exc:
+            st.error(_refusal(exc))
+            return
+        st.session_state["up_pending"] = pending
+    _preview(pending)
+    if st.button("Use this model", type="primary", key="up_commit"):
+        ref = state.commit_import(pending)
+        st.session_state.pop("up_pending", None)
+        st.session_state["ckpt"] = ref.name
+        st.session_state["up_msg"] = ("ok", f"Loaded {ref.name}: {ref.kind}, latent {ref.latent_dim}")
+        if home is not None:
+            st.switch_page(home)
+        st.rerun()
