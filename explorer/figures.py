@@ -11,7 +11,7 @@ PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
-OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "rgba(0, 0, 0, 0.35)"}
+OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "rgba(0, 0, 0, 0.6)"}
 
 
 def _coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -33,53 +33,61 @@ def map_figure(
     color_title: str = "",
     title: str = "",
     height: int = 620,
+    revision: str = "map",
+    click: bool = False,
 ) -> dict:
-    """Scatter of the mapped points; the global row id of each point is its customdata.
+    """Scatter of the mapped points, one trace per class; the global row id of each point is its customdata.
 
-    With ``color`` None, one trace per class (legend by class name); otherwise a single
-    trace coloured by the values. 2-D maps use WebGL scatter with box selection as the
-    default drag.
+    With ``color`` the markers take a value's colour on one shared scale (its bar on the right) and
+    the class traces stay, so the legend still names and filters classes. Selected points keep
+    their look and the rest fade: Plotly styles a selection itself, so selecting never changes
+    the figure and Streamlit never re-sends it. ``revision`` (``uirevision``) keeps zoom, pan and
+    legend filters across reruns for as long as it stays the same.
     """
     dims = embedding.shape[1]
     kind = "scattergl" if dims == 2 else "scatter3d"
-    size = 4 if len(embedding) <= 20_000 else 3
+    size = (4 if len(embedding) <= 20_000 else 3) if dims == 2 else 2
+    values = None if color is None else np.asarray(color, dtype=np.float32)
+    finite = values[np.isfinite(values)] if values is not None else np.zeros(0)
+    cmin, cmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     traces: list[dict[str, Any]] = []
     names = lambda lab: class_names[lab] if 0 <= lab < len(class_names) else "unlabelled"  # noqa: E731
-    if color is None:
-        for lab in np.unique(labels):
-            rows = np.flatnonzero(labels == lab)
-            traces.append({
-                "type": kind, "mode": "markers", "name": names(int(lab)),
-                "marker": {"size": size if dims == 2 else 2, "color": PALETTE[int(lab) % len(PALETTE)], "opacity": 0.8},
-                "customdata": rows.astype(np.int32),
-                "hovertemplate": f"<b>{names(int(lab))}</b><br>index %{{customdata}}<extra></extra>",
-                **_coords(embedding, rows),
-            })  # fmt: skip
-    else:
-        rows = np.arange(len(embedding))
-        text = [names(int(lab)) for lab in labels]
-        traces.append({
-            "type": kind, "mode": "markers", "name": color_title, "showlegend": False,
-            "marker": {
-                "size": size if dims == 2 else 2, "color": np.asarray(color, dtype=np.float32),
-                "colorscale": "Viridis", "opacity": 0.85,
-                "colorbar": {"title": {"text": color_title}, "thickness": 12},
-            },
-            "customdata": rows.astype(np.int32), "text": text,
-            "hovertemplate": f"<b>%{{text}}</b><br>index %{{customdata}}<br>{color_title} %{{marker.color:.4g}}<extra></extra>",
-            **_coords(embedding, rows),
-        })  # fmt: skip
+    for i, lab in enumerate(np.unique(labels)):
+        rows = np.flatnonzero(labels == lab)
+        name = names(int(lab))
+        marker: dict[str, Any] = {"size": size, "opacity": 0.8, "color": PALETTE[int(lab) % len(PALETTE)]}
+        hover = f"<b>{name}</b><br>index %{{customdata}}<extra></extra>"
+        if values is not None:
+            marker.update(color=values[rows], colorscale="Viridis", cmin=cmin, cmax=cmax, showscale=i == 0)
+            if i == 0:
+                # under the plot, below the tick labels: the class legend keeps the right-hand column
+                marker["colorbar"] = {
+                    "title": {"text": color_title, "side": "top"}, "orientation": "h", "thickness": 10,
+                    "len": 0.6, "x": 0.5, "y": -0.08, "yanchor": "top",
+                }  # fmt: skip
+            hover = f"<b>{name}</b><br>index %{{customdata}}<br>{color_title} %{{marker.color:.4g}}<extra></extra>"
+        trace: dict[str, Any] = {
+            "type": kind, "mode": "markers", "name": name, "marker": marker,
+            "customdata": rows.astype(np.int32), "hovertemplate": hover, **_coords(embedding, rows),
+        }  # fmt: skip
+        if dims == 2:  # Plotly's own selection look (3-D traces have no selection state)
+            trace["selected"] = {"marker": {"opacity": 1.0}}
+            trace["unselected"] = {"marker": {"opacity": 0.12}}
+        traces.append(trace)
     layout = {
         "height": height,
-        "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 70 if values is not None else 10},
         "title": {"text": title, "font": {"size": 14}} if title else None,
-        "legend": {"itemsizing": "constant", "orientation": "h", "y": -0.02, "yanchor": "top"},
-        "dragmode": "select" if dims == 2 else "orbit",
+        # a column at the right: under the plot it covered the x-axis labels, above it the tool bar
+        "legend": {"itemsizing": "constant", "orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0},
+        # A drag draws a selection box by default. Streamlit then reports clicks on points to nobody, so
+        # ``click`` trades the box for panning and lets a click (shift: add) select the point under it.
+        "dragmode": ("pan" if click else "select") if dims == 2 else "orbit",
         "hovermode": "closest",
         "plot_bgcolor": "white",
         "xaxis": {"showgrid": False, "zeroline": False, "title": None},
         "yaxis": {"showgrid": False, "zeroline": False, "title": None},
-        "uirevision": "map",  # keeps zoom and pan across reruns
+        "uirevision": revision,
     }
     return {"data": traces, "layout": layout}
 
@@ -104,7 +112,8 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
         trace.update(mode="lines+markers", line={"color": OVERLAY["path"], "width": 3},
                      marker={"size": 7, "color": OVERLAY["path"]})  # fmt: skip
     elif kind == "selected":
-        # thin translucent rings: a selection of a thousand points must not hide the colours under it
+        # rings around chosen points (go-to results, a selection carried over from another page): thin and
+        # translucent, so a thousand of them do not hide the colours under them
         trace.update(mode="markers", hoverinfo="skip", hovertemplate=None,
                      marker={"size": 7, "symbol": "circle-open", "color": OVERLAY["selected"], "line": {"width": 1}})  # fmt: skip
     elif kind == "samples":

@@ -77,3 +77,25 @@ def parse_point(text: str, dims: int = 2) -> tuple[float, ...]:
     if not all(np.isfinite(values)) or max(abs(v) for v in values) > 1e6:
         raise ValueError("coordinates must be finite numbers of reasonable size")
     return values
+
+
+def find(text: str, labels: np.ndarray, class_names: list[str]) -> np.ndarray:
+    """Row ids for a "go to" query: "#12" or "12" (one index), or a class name (every image of it, any case).
+    ValueError with a readable message for an index out of range or an unknown name."""
+    query = text.strip().lstrip("#").strip()
+    n = len(labels)
+    if query.lstrip("-").isdigit():
+        i = int(query)
+        if not 0 <= i < n:
+            raise ValueError(f"#{i} is not on this map: indices run from 0 to {n - 1}")
+        return np.array([i])
+    names = {name.lower(): k for k, name in enumerate(class_names)}
+    if query.lower() not in names:
+        known = ", ".join(class_names) if class_names else "none (this dataset has no class names)"
+        raise ValueError(
+            f"no image or class called {text.strip()!r}; type an index from 0 to {n - 1}, or one of: {known}"
+        )
+    ids = np.flatnonzero(np.asarray(labels) == names[query.lower()])
+    if not len(ids):
+        raise ValueError(f"no image of class {class_names[names[query.lower()]]!r} is on this map")
+    return ids

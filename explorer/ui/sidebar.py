@@ -69,8 +69,15 @@ def render() -> state.Context | None:
     )
 
     datasets = dataset_names() + list(state.uploaded_datasets())
-    default = datasets.index(trained_on) if trained_on in datasets else datasets.index("fashion-mnist")
-    ds_name = sb.selectbox("Dataset", datasets, index=default, key="ds")
+    default = trained_on if trained_on in datasets else "fashion-mnist"
+    before = st.session_state.get("ds_for")
+    if before != name:  # another checkpoint starts on the data it was trained on
+        st.session_state["ds_for"] = name
+        if before is not None or st.session_state.get("ds") not in datasets:
+            st.session_state["ds"] = default
+    elif st.session_state.get("ds") not in datasets:
+        st.session_state["ds"] = default
+    ds_name = sb.selectbox("Dataset", datasets, key="ds")
     split = sb.radio("Split", ["test", "train"], horizontal=True, key="split", disabled=ds_name not in dataset_names())
     n = sb.select_slider(
         "Images to map", SIZES, value=10000, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n"

@@ -8,11 +8,9 @@ import streamlit as st
 from explorer import images
 from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
-from explorer.selection import Picked, parse_point
+from explorer.selection import Picked, find, parse_point
 from explorer.ui import map_view, sidebar, state, timing
 from explorer.ui.state import Context
-
-MAX_THUMBS = 64
 
 
 class _LazyOps:
@@ -28,13 +26,13 @@ ops = _LazyOps()
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
-def _page(key: str, panel) -> None:
+def _page(view: str, panel) -> None:
     """Shared skeleton: sidebar, then the panel (which may add overlays), then the map, then warm the model."""
-    timing.mark("script_start", view=key)
+    timing.mark("script_start", view=view)
     ctx = sidebar.render()
     if ctx is None:
         return
-    pick = map_view.current_pick(ctx, key)
+    pick = map_view.current_pick(ctx)
     left, right = st.columns([3, 2], gap="medium")
     with right:
         try:
@@ -42,10 +40,41 @@ def _page(key: str, panel) -> None:
         except ExplorerError as exc:
             st.error(str(exc))
             overlays = []
+        if pick.ids and not map_view.shown_by_chart(view):  # made elsewhere: Plotly does not draw it here
+            rings = ctx.map.projection.embedding[list(pick.ids)]
+            overlays.insert(0, overlay_trace(rings, "selected", name="selected"))
     with left:
-        map_view.render(ctx, key, overlays)
-    timing.mark("map_drawn", view=key)
+        _goto(ctx)
+        map_view.render(ctx, view, overlays)
+    timing.mark("map_drawn", view=view)
     state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
+
+
+def _goto(ctx: Context) -> None:
+    """ "Go to #index or class": selects those images, which every page then shows."""
+    n = len(ctx.map.labels)
+
+    def apply() -> None:
+        text = st.session_state.get("goto", "").strip()
+        st.session_state["goto_msg"] = None
+        if not text:
+            return
+        try:
+            ids = find(text, ctx.map.labels, ctx.map.class_names)
+        except ValueError as exc:
+            st.session_state["goto_msg"] = str(exc)
+            return
+        map_view.set_pick(Picked(tuple(int(i) for i in ids)))
+
+    st.text_input(
+        "Go to",
+        key="goto",
+        on_change=apply,
+        placeholder=f"an index (0–{n - 1}) or a class name",
+        label_visibility="collapsed",
+    )
+    if msg := st.session_state.get("goto_msg"):
+        st.error(msg)
 
 
 def _label(ctx: Context, i: int) -> str:
@@ -78,41 +107,124 @@ def _far_warning(far: float) -> None:
 # ----------------------------------------------------------------------------------------- decode
 
 
+SORTS = ("index", "reconstruction error, worst first", "most typical first")
+PAGE = 32  # image pairs per page of the selection grid
+
+
+def _typed_spot(ctx: Context) -> None:
+    """on_change of the coordinate field: decode there once; a later box or click replaces it."""
+    text = st.session_state.get("typed_xy", "").strip()
+    st.session_state["typed_msg"] = None
+    if not text:
+        return
+    try:
+        spot = parse_point(text, 2)
+        emb = ctx.map.projection.embedding
+        lo, hi = emb.min(0), emb.max(0)
+        pad = 0.5 * (hi - lo)  # half the map's size beyond its edge: still something to decode
+        if not all(lo[d] - pad[d] <= spot[d] <= hi[d] + pad[d] for d in range(2)):
+            raise ValueError(
+                f"({spot[0]:g}, {spot[1]:g}) is outside this map, which spans x {lo[0]:.1f} to {hi[0]:.1f} "
+                f"and y {lo[1]:.1f} to {hi[1]:.1f}"
+            )
+    except ValueError as exc:
+        st.session_state["typed_msg"] = f"Coordinate not used: {exc}."
+        return
+    old = st.session_state.get(map_view.PICK, Picked())
+    map_view.set_pick(Picked(old.ids, (spot[0], spot[1])))
+
+
+def _order(ctx: Context, ids: np.ndarray, how: str) -> np.ndarray:
+    if how == SORTS[1]:
+        return ids[np.argsort(-ctx.map.encoded.recon_error[ids], kind="stable")]
+    if how == SORTS[2]:  # closest to the selection's mean code first
+        lat = ctx.map.encoded.latents[ids]
+        return ids[np.argsort(np.linalg.norm(lat - lat.mean(0), axis=1), kind="stable")]
+    return np.sort(ids)
+
+
+def _one_image(ctx: Context, i: int) -> None:
+    """One image: itself, its reconstruction, and its nearest images in latent space."""
+    model = state.model(ctx.ckpt)
+    recon, err = ops.reconstruct(model, ctx.dataset.images[[i]])
+    idx, _ = ops.nearest(ctx.map.encoded.latents, ctx.map.encoded.latents[[i]], k=min(9, len(ctx.map.labels)))
+    near = [j for j in idx[0].tolist() if j != i][:8]
+    st.markdown(f"**#{i} ({_label(ctx, i)})** — reconstruction MSE {err[0]:.4f}")
+    st.image(
+        images.strip(np.concatenate([ctx.dataset.images[[i]], recon]), scale=_scale(ctx, 84)),
+        caption="original | reconstruction",
+    )
+    st.image(
+        images.captioned_grid(ctx.dataset.images[near], [f"#{j} {_label(ctx, j)}" for j in near], cols=4),
+        caption="its nearest images in latent space",
+        width="stretch",
+    )
+
+
+def _selection_grid(ctx: Context, pick: Picked) -> None:
+    ids = np.asarray(pick.ids, dtype=np.int64)
+    c1, c2 = st.columns([3, 2])
+    how = c1.selectbox("Order", SORTS, key="sel_sort")
+    pages = max(1, -(-len(ids) // PAGE))
+    page = int(c2.number_input(f"Page (of {pages})", 1, pages, 1, key="sel_page")) if pages > 1 else 1
+    shown = _order(ctx, ids, how)[(page - 1) * PAGE : page * PAGE]
+    originals = ctx.dataset.images[shown]
+    recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
+    pairs = np.concatenate([originals, recon], axis=2)  # (N, H, 2W[, C]): original | reconstruction
+    captions = [f"#{i} {e:.4f}" for i, e in zip(shown.tolist(), err)]
+    st.markdown(
+        f"**{len(ids):,} selected** — original | reconstruction, per-image MSE"
+        + (f"; images {(page - 1) * PAGE + 1}–{(page - 1) * PAGE + len(shown)}" if pages > 1 else "")
+    )
+    st.image(images.captioned_grid(pairs, captions, cols=4, scale=_scale(ctx)), width="stretch")
+    mean = float(ctx.map.encoded.recon_error[ids].mean())
+    st.caption(f"Mean MSE of the whole selection: {mean:.4f}.")
+    focus = st.selectbox(
+        "Look closer at one image", [None, *shown.tolist()], key="sel_focus", format_func=_focus_label(ctx)
+    )
+    if focus is not None:
+        _one_image(ctx, int(focus))
+
+
+def _focus_label(ctx: Context):
+    return lambda i: "choose an image of this page" if i is None else f"#{i} ({_label(ctx, i)})"
+
+
 def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Map & decode")
     overlays: list[dict] = []
-    typed = st.text_input("Decode at a map coordinate", key="typed_xy", placeholder="x, y  e.g. 2.5, -1")
-    spot: tuple[float, ...] | None = pick.spot
-    if typed and ctx.params.n_components == 2:
-        try:
-            spot = parse_point(typed, 2)
-        except ValueError as exc:
-            st.error(f"Coordinate not understood: {exc}")
-    if spot is not None and ctx.params.n_components == 2:
+    two_d = ctx.params.n_components == 2
+    if two_d:
+        st.text_input(
+            "Decode at a map coordinate",
+            key="typed_xy",
+            placeholder="x, y  e.g. 2.5, -1",
+            on_change=_typed_spot,
+            args=(ctx,),
+        )
+        if msg := st.session_state.get("typed_msg"):
+            st.error(msg)
+    if pick:
+        st.button("Clear selection", on_click=map_view.clear_pick, key="sel_clear")
+    spot = pick.spot
+    if spot is not None and two_d:
         z, img, far = _decode_spot(ctx, spot)
         st.markdown(f"**Decoded at ({spot[0]:.2f}, {spot[1]:.2f})**")
-        idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=5)
+        idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=min(5, len(ctx.map.labels)))
         row = np.concatenate([img[None], ctx.dataset.images[idx[0]]])
         st.image(
             images.strip(row, scale=_scale(ctx, 84)), caption="decoded spot | its 5 nearest images in latent space"
         )
         _far_warning(far)
-        overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
-    if pick.ids:
-        ids = list(pick.ids)[:MAX_THUMBS]
-        originals = ctx.dataset.images[ids]
-        recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
-        pairs = np.concatenate([originals, recon], axis=2)  # (N, H, 2W[, C]): original | reconstruction
-        captions = [f"#{i} {err[j]:.4f}" for j, i in enumerate(ids)]
-        grid = images.captioned_grid(pairs, captions, cols=4, scale=_scale(ctx))
-        more = f" (first {MAX_THUMBS} shown)" if len(pick.ids) > MAX_THUMBS else ""
-        st.markdown(f"**{len(pick.ids)} selected**{more} — original | reconstruction, per-image MSE")
-        st.image(grid, width="stretch")
-        st.caption(f"Mean MSE of the shown images: {err.mean():.4f}. Double-click the map to clear the selection.")
-        overlays.insert(0, overlay_trace(ctx.map.projection.embedding[list(pick.ids)], "selected", name="selected"))
+        if not map_view.shown_by_chart("map_decode"):  # a typed spot: the chart drew no box for it
+            overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
+    if len(pick.ids) == 1:
+        _one_image(ctx, pick.ids[0])
+    elif pick.ids:
+        _selection_grid(ctx, pick)
     elif spot is None:
         st.info(
-            "Select images on the map to compare them with their reconstructions, "
+            "Click a point or draw a box on the map to compare images with their reconstructions, "
             "or draw a small box over empty space to decode that spot."
         )
     return overlays
@@ -137,7 +249,13 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     sources = ["selection", "indices"] + (["selection → spot"] if ctx.params.n_components == 2 else [])
     source = st.radio("Endpoints from", sources, horizontal=True, key="interp_src")
     if source == "selection" and len(pick.ids) >= 2:
-        a, b = pick.ids[0], pick.ids[-1]
+        c1, c2 = st.columns(2)
+        choices = list(pick.ids[:500])  # a long selection offers its first 500 as endpoints
+        fmt = _focus_label(ctx)
+        a = c1.selectbox("From", choices, index=0, key=f"interp_a:{choices[0]}", format_func=fmt)
+        b = c2.selectbox("To", choices, index=1, key=f"interp_b:{choices[1]}", format_func=fmt)
+        if a == b:
+            st.warning("Both ends are the same image: pick two different ones.")
         z0, z1, what = lat[a], lat[b], f"#{a} ({_label(ctx, a)}) → #{b} ({_label(ctx, b)})"
     elif source == "selection → spot" and pick.ids and pick.spot is not None:
         a = pick.ids[0]
@@ -218,7 +336,14 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     default = pick.ids[0] if pick.ids else 0
     c1, c2 = st.columns(2)
     i = int(
-        c1.number_input("Image index", 0, n - 1, default, key="trav_i", help="Defaults to the first selected point")
+        c1.number_input(
+            "Image index",
+            0,
+            n - 1,
+            default,
+            key=f"trav_i:{default}",  # a new selection starts from its first image
+            help="The first selected image; type another index to traverse that one",
+        )
     )
     z = lat[i]
     model = state.model(ctx.ckpt)

@@ -45,7 +45,7 @@ views.{view}()
 def test_every_view_with_a_64x64_colour_model(colour_64, view):
     at = page(colour_64, view).run()
     if view == "decode_view":  # its panel waits for a pick on the map: three images and a spot
-        at.session_state["map_decode:pick"] = Picked((1, 2, 3), (0.0, 0.0))
+        at.session_state["pick"] = Picked((1, 2, 3), (0.0, 0.0))
         at.run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

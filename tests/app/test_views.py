@@ -75,7 +75,7 @@ def test_every_view_on_every_shipped_checkpoint(view, ckpt):
     at.run()
     if view == "decode_view":  # its panel decodes nothing until something is picked on the map
         assert_page_shown(at, 1000, images=0)
-        at.session_state["map_decode:pick"] = Picked((3, 10, 42), (0.0, 0.0))
+        at.session_state["pick"] = Picked((3, 10, 42), (0.0, 0.0))
         at.run()
         assert_page_shown(at, 1000, images=2)  # the spot with its neighbours, the reconstructions
     else:
@@ -84,9 +84,9 @@ def test_every_view_on_every_shipped_checkpoint(view, ckpt):
 
 def test_selection_shows_reconstructions_and_spot_decodes():
     at = view_app("decode_view").run()
-    key = at.session_state["map_decode:map"]
+    key = at.session_state["pick:map"]
     assert key
-    at.session_state["map_decode:pick"] = Picked((3, 10, 42), (0.0, 0.0))
+    at.session_state["pick"] = Picked((3, 10, 42), (0.0, 0.0))
     at.run()
     assert_page_shown(at, DEFAULT_MAPPED, images=2)
     text = " ".join(m.value for m in at.markdown)
@@ -97,12 +97,12 @@ def test_typed_coordinate_errors_are_explained():
     at = view_app("decode_view").run()
     at.text_input(key="typed_xy").input("one, two").run()
     assert not at.exception
-    assert any("Coordinate not understood" in e.value for e in at.error)
+    assert any("Coordinate not used" in e.value for e in at.error)
 
 
 def test_interpolate_between_selected_points():
     at = view_app("interpolate_view").run()
-    at.session_state["map_interp:pick"] = Picked((5, 99), None)
+    at.session_state["pick"] = Picked((5, 99), None)
     at.run()
     assert_page_shown(at, DEFAULT_MAPPED)
     assert any("#5" in m.value and "#99" in m.value for m in at.markdown)
@@ -114,4 +114,77 @@ def test_colour_options_and_pca_projection():
         at.sidebar.selectbox(key="color").select(option).run()
         assert_page_shown(at, DEFAULT_MAPPED, images=0)
     at.sidebar.radio(key="proj").set_value("PCA 2-D").run()
+    assert_page_shown(at, DEFAULT_MAPPED, images=0)
+
+
+def test_go_to_an_index_or_a_class_selects_it_and_bad_queries_are_explained():
+    at = view_app("decode_view").run()
+    at.text_input(key="goto").input("#42").run()
+    assert at.session_state["pick"].ids == (42,)
+    assert_page_shown(at, DEFAULT_MAPPED, images=2)  # the image with its reconstruction, and its neighbours
+    assert any("#42" in m.value for m in at.markdown)
+    at.text_input(key="goto").input("sandal").run()
+    ids = at.session_state["pick"].ids
+    assert len(ids) > 500 and all(at.session_state["pick"].ids)
+    assert any(f"{len(ids):,} selected" in m.value for m in at.markdown)
+    for bad, says in (("#10000", "indices run from 0 to 9999"), ("unicorn", "Ankle boot")):
+        at.text_input(key="goto").input(bad).run()
+        assert any(says in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_selection_is_paged_sorted_and_cleared():
+    at = view_app("decode_view").run()
+    at.session_state["pick"] = Picked(tuple(range(100)), None)
+    at.run()
+    assert any("100 selected" in m.value and "images 1–32" in m.value for m in at.markdown)
+    at.number_input(key="sel_page").set_value(4).run()
+    assert any("images 97–100" in m.value for m in at.markdown)
+    at.selectbox(key="sel_sort").select("reconstruction error, worst first").run()
+    assert_page_shown(at, DEFAULT_MAPPED, images=1)
+    at.button(key="sel_clear").click().run()
+    assert not at.session_state["pick"]
+    assert not any("selected" in m.value for m in at.markdown)
+
+
+def test_selection_carries_to_interpolate_and_traverse():
+    at = view_app("decode_view").run()
+    at.session_state["pick"] = Picked((7, 8, 9), None)
+    at.run()
+    interp = view_app("interpolate_view")
+    interp.session_state["pick"] = at.session_state["pick"]
+    interp.session_state["pick:map"] = at.session_state["pick:map"]
+    interp.run()
+    assert any("#7" in m.value and "#8" in m.value for m in interp.markdown)
+    interp.selectbox(key="interp_b:8").select(9).run()
+    assert any("#7" in m.value and "#9" in m.value for m in interp.markdown)
+    trav = view_app("traverse_view")
+    trav.session_state["pick"] = at.session_state["pick"]
+    trav.session_state["pick:map"] = at.session_state["pick:map"]
+    trav.run()
+    assert any(m.value.startswith("**#7 ") for m in trav.markdown)
+
+
+def test_the_dataset_follows_the_checkpoint():
+    at = view_app("decode_view").run()
+    assert at.sidebar.selectbox(key="ds").value == "fashion-mnist"
+    at.sidebar.selectbox(key="ckpt").select("mnist-ae-mlp32").run()
+    assert at.sidebar.selectbox(key="ds").value == "mnist"
+
+
+def test_typed_coordinate_outside_the_map_is_refused():
+    at = view_app("decode_view").run()
+    at.text_input(key="typed_xy").input("900, 900").run()
+    assert any("outside this map" in e.value for e in at.error)
+    at.text_input(key="typed_xy").input("0, 0").run()
+    assert at.session_state["pick"].spot == (0.0, 0.0)
+
+
+def test_decoded_mosaic_lies_under_the_map():
+    at = view_app("decode_view").run()
+    at.toggle(key="mosaic").set_value(True).run()
+    assert_page_shown(at, DEFAULT_MAPPED, images=0)
+    (chart,) = at.get("plotly_chart")
+    (picture,) = json.loads(chart.proto.spec)["layout"]["images"]
+    assert picture["source"].startswith("data:image/png;base64,") and picture["layer"] == "below"
+    at.select_slider(key="mosaic_cells").set_value(12).run()
     assert_page_shown(at, DEFAULT_MAPPED, images=0)

@@ -59,3 +59,18 @@ def test_parse_point(text, expected):
 def test_parse_point_refuses(text):
     with pytest.raises(ValueError):
         parse_point(text)
+
+
+def test_find_an_index_or_a_class():
+    import numpy as np
+
+    from explorer.selection import find
+
+    labels = np.array([0, 1, 1, 2])
+    names = ["cat", "Dog", "bird"]
+    assert find("#2", labels, names).tolist() == [2] and find(" 0 ", labels, names).tolist() == [0]
+    assert find("dog", labels, names).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="indices run from 0 to 3"):
+        find("4", labels, names)
+    with pytest.raises(ValueError, match="one of: cat, Dog, bird"):
+        find("cow", labels, names)
