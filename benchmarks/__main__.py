@@ -1,4 +1,7 @@
-"""``python -m benchmarks [--runs N] [--only PARTS] [--checkpoint PATH]``: prints the medians of each figure."""
+"""``python -m benchmarks [--runs N] [--only PARTS] [--checkpoint PATH] [--people 1,4]``: prints the figures.
+
+Every part prints medians, except latency, which prints its own table of p50 and p95 (benchmarks/latency.py).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import argparse
 import os
 import sys
 
-from benchmarks import speed
+from benchmarks import latency, speed
 from explorer.cli.bench import add_arguments
 
 
@@ -26,10 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         results.update(speed.fresh_map(fresh_runs, args.checkpoint))
     if "cold" in args.only:
         results.update(speed.cold_start(args.runs))
-    width = max(len(k) for k in results)
-    print(f"medians over {args.runs} runs (fresh map: {fresh_runs}) on {os.cpu_count()} CPU cores")
-    for k, v in results.items():
-        print(f"{k:<{width}}  {v:10.3f}")
+    if results:
+        width = max(len(k) for k in results)
+        print(f"medians over {args.runs} runs (fresh map: {fresh_runs}) on {os.cpu_count()} CPU cores")
+        for k, v in results.items():
+            print(f"{k:<{width}}  {v:10.3f}")
+    if "latency" in args.only:
+        figures = latency.measure(args.runs, args.people)
+        print(f"\n{args.runs} selections per person and {args.runs} page loads per page, on {os.cpu_count()} CPU cores")
+        print(latency.table(figures))
     return 0
 
 

@@ -1,7 +1,8 @@
-"""A real ``streamlit run app.py`` on a free loopback port, for the browser tests and the benchmark.
+"""A real ``streamlit run app.py`` on a free loopback port, for the browser tests and the benchmarks.
 
 The server is a child process and readiness is its health endpoint, so this module needs
-neither Streamlit nor any test code. It serves the app.py of a source checkout.
+neither Streamlit nor any test code. It serves the app.py of a source checkout, or another
+page script of it (the latency benchmark's bare comparison page).
 """
 
 from __future__ import annotations
@@ -49,18 +50,20 @@ def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path) -> None:
 
 
 @contextmanager
-def running_app(cache_dir: Path, log_path: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Serve app.py until the block ends; yields its URL once ``/_stcore/health`` answers.
+def running_app(
+    cache_dir: Path, log_path: Path, extra_env: Mapping[str, str] | None = None, *, script: Path = APP
+) -> Iterator[str]:
+    """Serve ``script`` (app.py unless told) until the block ends; yields its URL once ``/_stcore/health`` answers.
 
     ``cache_dir`` becomes EXPLORER_CACHE_DIR so runs never share maps; the server's output goes
     to ``log_path``.
     """
-    if not APP.exists():
-        raise FileNotFoundError(f"{APP} not found: the app is served from a source checkout of the repository")
+    if not script.exists():
+        raise FileNotFoundError(f"{script} not found: pages are served from a source checkout of the repository")
     port = free_port()
     env = {**os.environ, "EXPLORER_CACHE_DIR": str(cache_dir), **(extra_env or {})}
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "streamlit", "run", str(script),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Measure cold start, interactions and fresh maps; prints medians.
+"""Measure cold start, interactions, fresh maps and browser latency against a bare page; prints the figures.
 
 Runs ``python -m benchmarks`` from the source checkout in a child process, so the explorer
 package never imports benchmark code (the benchmarks are not part of an installed package).
@@ -15,7 +15,7 @@ from pathlib import Path
 from explorer.errors import ExplorerError
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("inverse", "interactions", "fresh", "cold")
+PARTS = ("inverse", "interactions", "fresh", "cold", "latency")
 
 
 def _parts(text: str) -> list[str]:
@@ -33,14 +33,32 @@ def _positive(text: str) -> int:
     return value
 
 
+def _people(text: str) -> list[int]:
+    counts = sorted({_positive(p) for p in text.split(",") if p.strip()})
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected a comma list of head counts, e.g. 1,4; got {text!r}")
+    return counts
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--runs", type=_positive, default=5, help="figures are medians of this many runs")
+    p.add_argument(
+        "--runs",
+        type=_positive,
+        default=5,
+        help="figures are medians of this many runs (latency: box selections per person, and page loads)",
+    )
     p.add_argument("--only", type=_parts, default=list(PARTS), help=f"comma list of: {', '.join(PARTS)}")
     p.add_argument(
         "--checkpoint",
         type=Path,
         default=REPO / "checkpoints" / "fashion-mnist-ae-conv32.safetensors",
         help="checkpoint for the fresh-map figure (one without a precomputed bundle)",
+    )
+    p.add_argument(
+        "--people",
+        type=_people,
+        default=[1, 4],
+        help="latency: comma list of how many people select at once (one browser context each)",
     )
 
 
@@ -52,4 +70,5 @@ def run(args: argparse.Namespace) -> int:
         )
     # the child runs in the repository root: a relative checkpoint path would change meaning there
     argv = ["--runs", str(args.runs), "--only", ",".join(args.only), "--checkpoint", str(args.checkpoint.resolve())]
+    argv += ["--people", ",".join(map(str, args.people))]
     return subprocess.run([sys.executable, "-m", "benchmarks", *argv], cwd=REPO).returncode

@@ -32,6 +32,13 @@ def _page(view: str, panel) -> None:
     ctx = sidebar.render()
     if ctx is None:
         return
+    _body(ctx, view, panel)
+    state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
+
+
+@st.fragment
+def _body(ctx: Context, view: str, panel) -> None:
+    """Map and panel: a selection, a panel widget or Go to reruns this part only, not the sidebar."""
     pick = map_view.current_pick(ctx)
     left, right = st.columns([3, 2], gap="medium")
     with right:
@@ -47,7 +54,6 @@ def _page(view: str, panel) -> None:
         _goto(ctx)
         map_view.render(ctx, view, overlays)
     timing.mark("map_drawn", view=view)
-    state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
 
 
 def _goto(ctx: Context) -> None:

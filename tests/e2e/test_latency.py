@@ -1,0 +1,32 @@
+"""The latency benchmark, short (benchmarks/latency.py): the real app and the bare page, 3 box selections per
+person, 1 and 2 people. It checks that the benchmark works: every selection shows new thumbnails without an
+error and every figure is a finite time. How fast is for reading (printed), never asserted."""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from benchmarks import latency
+from explorer.devserver import CHROMIUM
+
+pytestmark = pytest.mark.e2e
+
+RUNS = 3
+PEOPLE = (1, 2)
+
+
+def test_latency_benchmark_runs_short():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    # the browser tests' sync Playwright lives for the whole session and leaves its event loop marked as running
+    # in this thread, where asyncio.run refuses to start: the benchmark's loop gets a thread of its own
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(latency.measure, RUNS, PEOPLE).result()
+    print(latency.table(result))
+    for people in PEOPLE:
+        for target in latency.TARGETS:
+            assert len(result.selections_ms[people, target]) == RUNS * people, (people, target)
+    assert {t: len(xs) for t, xs in result.loads_s.items()} == dict.fromkeys(latency.TARGETS, RUNS)
+    assert all(math.isfinite(x) and x > 0 for x in result.figures())
