@@ -1,7 +1,10 @@
-"""Precompute a map (latents + projection) for a checkpoint.
+"""Precompute a map (latents + projection) for a checkpoint, or time a map of synthetic latents.
 
 Encodes a dataset with the checkpoint and fits its map into the disk cache, or with
 ``--bundle`` into ``checkpoints/bundles`` (shipped with the app, read at cold start).
+``--split all`` maps train and test together (Fashion-MNIST: 70,000 images with ``--n 0``).
+``--synthetic 1000000x32`` fits a map of that many seeded random latents through the same
+``projection.fit`` and only reports the time (nothing to store it under).
 """
 
 from __future__ import annotations
@@ -10,39 +13,82 @@ import argparse
 import time
 from pathlib import Path
 
+SPLIT_CHOICES = ("train", "test", "all")
+
+
+def synthetic_shape(text: str) -> tuple[int, int]:
+    """``"NxD"`` -> (N, D), for ``--synthetic``."""
+    try:
+        n, d = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N x D like 1000000x32, got {text!r}") from None
+    if not (3 <= n <= 10_000_000 and 1 <= d <= 4096):
+        raise argparse.ArgumentTypeError(f"N must be 3..10,000,000 and D 1..4096, got {n} x {d}")
+    return n, d
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.projection import METRICS
+    from explorer.projection import ENGINES, METHODS, METRICS
 
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="the checkpoint to encode with (not with --synthetic)")
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--split", default="test", choices=SPLIT_CHOICES, help="all: train and test together")
     p.add_argument("--n", type=int, default=10000, help="images to map (0 = all)")
-    p.add_argument("--method", default="umap", choices=["umap", "pca"])
+    p.add_argument(
+        "--synthetic", type=synthetic_shape, metavar="NxD", help="map N random D-dim latents instead, timing only"
+    )
+    p.add_argument("--method", default="umap", choices=METHODS)
     p.add_argument("--dims", type=int, default=2, choices=[2, 3])
     p.add_argument("--neighbors", type=int, default=15)
     p.add_argument("--min-dist", type=float, default=0.1)
     p.add_argument("--metric", default="euclidean", choices=METRICS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--engine", default="builtin", choices=["builtin", "umap-learn"])
+    p.add_argument("--engine", default="builtin", choices=ENGINES)
     p.add_argument(
         "--bundle", action="store_true", help="write into checkpoints/bundles (shipped) instead of the cache"
     )
 
 
+def load_split(name: str, split: str):
+    """A built-in dataset's split; ``all`` is train then test as one dataset."""
+    import numpy as np
+
+    from explorer.data import Dataset, load_dataset
+
+    if split != "all":
+        return load_dataset(name, split)
+    train, test = load_dataset(name, "train"), load_dataset(name, "test")
+    return Dataset(
+        f"{name}:all",
+        np.concatenate([train.images, test.images]),
+        np.concatenate([train.labels, test.labels]),
+        train.class_names,
+    )
+
+
+def synthetic_latents(n: int, d: int, seed: int = 0):
+    """(n, d) float32 latents shaped like a trained model's: 10 Gaussian clusters of unequal spread."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(10, d)).astype(np.float32)
+    which = rng.integers(0, 10, size=n)
+    spread = rng.uniform(0.5, 1.5, size=10).astype(np.float32)
+    z = rng.standard_normal(size=(n, d), dtype=np.float32)
+    z *= spread[which, None]
+    z += centres[which]
+    return z
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from explorer.checkpoint import load_checkpoint
-    from explorer.data import load_dataset
+    from explorer.errors import ExplorerError
     from explorer.projection import ProjectionParams
-    from explorer.workspace import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
 
+    if bool(args.checkpoint) == bool(args.synthetic):
+        raise ExplorerError("give either a checkpoint to encode with or --synthetic NxD")
     t0 = time.perf_counter()
-    raw = Path(args.checkpoint).read_bytes()
-    model = load_checkpoint(raw)
-    name = args.dataset or model.info.get("dataset", {}).get("name", "fashion-mnist")
-    ds = subset_for(load_dataset(name, args.split), args.n, model.input_shape)
     if args.method == "pca":
         params = ProjectionParams("pca", args.dims)
     else:
@@ -56,6 +102,27 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(message)
         bar.refresh()
 
+    if args.synthetic:
+        from explorer.projection import fit
+
+        n, d = args.synthetic
+        z = synthetic_latents(n, d, seed=args.seed)
+        t_fit = time.perf_counter()
+        fit(z, params, progress=progress)
+        bar.close()
+        print(
+            f"mapped {n} synthetic {d}-D latents with {params.label()} in {time.perf_counter() - t_fit:.1f} s "
+            f"({time.perf_counter() - t0:.1f} s in all); not stored"
+        )
+        return 0
+
+    from explorer.checkpoint import load_checkpoint
+    from explorer.workspace import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
+
+    raw = Path(args.checkpoint).read_bytes()
+    model = load_checkpoint(raw)
+    name = args.dataset or model.info.get("dataset", {}).get("name", "fashion-mnist")
+    ds = subset_for(load_split(name, args.split), args.n, model.input_shape)
     cache = DiskCache(cache_dir())
     store = DiskCache(SHIPPED_BUNDLES) if args.bundle else cache
     md = compute_map(

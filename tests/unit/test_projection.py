@@ -1,10 +1,13 @@
-"""The built-in UMAP, PCA, fast transform and inverse, and bundle storage."""
+"""The built-in UMAP, its neighbour search (exact and approximate), PCA, fast transform and inverse,
+bundle storage, and ``python -m explorer project``."""
 
 import numpy as np
 import pytest
 
+from explorer import neighbours
+from explorer.cli import main
 from explorer.errors import ExplorerError
-from explorer.projection import Projection, ProjectionParams, curve_params, fit, knn
+from explorer.projection import Projection, ProjectionParams, curve_params, fit, knn, layout_epochs
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,74 @@ def test_curve_params_match_umap_defaults():
 def test_params_are_checked(kwargs, message):
     with pytest.raises(ExplorerError, match=message):
         ProjectionParams(**kwargs)
+
+
+def _recall(found, true):
+    return (found[:, :, None] == true[:, None, :]).any(2).mean()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "manhattan"])
+def test_approximate_knn_finds_the_true_neighbours(blobs, metric):
+    z = np.concatenate([blobs[0], blobs[0][:, ::-1] + 1.0, blobs[0] * 0.5 - 2.0])  # 3,000 points in 15 clusters
+    idx, dist = neighbours.approximate_knn(z, 10, metric=metric)
+    true, _ = knn(z, z, 10, metric=metric, exclude_self=True)
+    assert _recall(idx, true) > 0.97
+    assert not (idx == np.arange(len(z))[:, None]).any()
+    assert all(len(set(row)) == 10 for row in idx)
+    assert (np.diff(dist, axis=1) >= 0).all()
+    x = neighbours.prepare(z, metric)
+    direct = np.linalg.norm(x[idx] - x[:, None], ord=1 if metric == "manhattan" else 2, axis=2)
+    assert np.allclose(dist, direct, atol=1e-4)
+    again, _ = neighbours.approximate_knn(z, 10, metric=metric)
+    assert np.array_equal(again, idx)
+
+
+def test_tree_leaves_are_balanced_intervals_of_a_line():
+    x = np.random.default_rng(0).normal(size=(1000, 1)).astype(np.float32)
+    order, sizes = neighbours._tree_leaves(x, 100, np.random.default_rng(0))
+    assert np.array_equal(np.sort(order), np.arange(1000)) and sizes.sum() == 1000
+    assert sizes.max() <= 100 and sizes.max() - sizes.min() <= 1
+    rank = np.argsort(np.argsort(x[:, 0]))
+    for leaf in np.split(order, np.cumsum(sizes)[:-1]):
+        r = np.sort(rank[leaf])
+        assert r[-1] - r[0] == len(r) - 1  # a split along a line cuts it into intervals
+
+
+def test_large_inputs_take_the_approximate_path(blobs, monkeypatch):
+    z, labels = blobs
+    monkeypatch.setattr(neighbours, "EXACT_MAX_POINTS", 500)
+    steps = []
+    proj = fit(z, ProjectionParams(n_neighbors=10), progress=lambda f, m: steps.append((f, m)))
+    assert any("tree" in m for _, m in steps), "the approximate search reports its trees"
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    idx, _ = knn(proj.embedding, proj.embedding, 10, exclude_self=True)
+    assert (labels[idx] == labels[:, None]).mean() > 0.95
+
+
+def test_layout_epochs_follow_the_size():
+    assert layout_epochs(1000) == layout_epochs(6000) == 500 and layout_epochs(10_000) == 300
+    assert layout_epochs(25_000) == layout_epochs(70_000) == layout_epochs(1_000_000) == 120
+    sizes = [100, 2400, 3000, 10_000, 10**7]
+    assert [layout_epochs(n) for n in sizes] == sorted((layout_epochs(n) for n in sizes), reverse=True)
+
+
+def test_project_command_maps_synthetic_latents(capsys):
+    assert main(["project", "--synthetic", "600x8", "--neighbors", "5"]) == 0
+    assert "mapped 600 synthetic 8-D latents" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["project", "--synthetic", "600"])
+    assert main(["project"]) == 2
+    assert main(["project", "some.safetensors", "--synthetic", "600x8"]) == 2
+
+
+def test_project_command_maps_train_and_test_together(tmp_path, monkeypatch, capsys):
+    from explorer import models
+    from explorer.checkpoint import checkpoint_bytes
+
+    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = tmp_path / "ae.safetensors"
+    ckpt.write_bytes(checkpoint_bytes(models.build(models.config_class("ae")(hidden=(16,), latent_dim=4))))
+    args = ["project", str(ckpt), "--dataset", "digits", "--split", "all", "--n", "0", "--method", "pca"]
+    assert main(args) == 0
+    assert "mapped 1797 images of digits:all" in capsys.readouterr().out
