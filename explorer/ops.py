@@ -98,8 +98,9 @@ def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int, method: str = "slerp
 # ----------------------------------------------------------------------------------- decode and reconstruct
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Pixels (B, C, H, W) in [0, 1] -> uint8 (B, H, W) for one channel, (B, H, W, 3) for three."""
+def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Pixels (B, C, H, W) in [0, 1], a tensor or an array -> uint8 (B, H, W) for one channel, (B, H, W, 3) for three."""
+    x = torch.as_tensor(x)
     px = (x.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
     return px[:, 0] if px.shape[1] == 1 else np.ascontiguousarray(px.transpose(0, 2, 3, 1))
 
@@ -128,7 +129,7 @@ def decode(model: Autoencoder, z: np.ndarray, batch_size: int = 256) -> np.ndarr
     bs = max(1, int(batch_size))
     for i in range(0, len(z), bs):
         zb = torch.from_numpy(z[i : i + bs]).to(model.device, dtype=model.dtype)  # (B, L)
-        parts.append(_to_uint8(model.decode(zb)))  # (B, H, W[, 3])
+        parts.append(to_uint8(model.decode(zb)))  # (B, H, W[, 3])
     return np.concatenate(parts)
 
 
@@ -147,7 +148,7 @@ def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -
         xb = torch.from_numpy(x_all[i : i + bs]).to(model.device, dtype=model.dtype)  # (B, C, H, W)
         x_hat = model.decode(model.encode(xb)).float()
         errors.append((x_hat - xb.float()).pow(2).mean(dim=(1, 2, 3)).cpu().numpy())  # (B,)
-        recons.append(_to_uint8(x_hat))
+        recons.append(to_uint8(x_hat))
     if not recons:
         return decode(model, np.zeros((0, model.latent_dim), np.float32)), np.zeros(0, np.float32)
     return np.concatenate(recons), np.concatenate(errors).astype(np.float32)

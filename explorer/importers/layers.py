@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError, ConfigError
 from explorer.importers.infer import CHOICES, CONVENTION
-from explorer.importers.options import Decision, OptionError, option_label
+from explorer.importers.options import Decision, ImportOptions, OptionError, option_label
 
 if TYPE_CHECKING:
     import torch
@@ -433,15 +433,7 @@ def _conv_model(
 
 
 def model_from_layers(
-    groups: list[list[Layer]],
-    *,
-    kind: str | None = None,
-    input_shape: tuple[int, int, int] | None = None,
-    activation: str | None = None,
-    latent_activation: str | None = None,
-    output_activation: str | None = None,
-    input_range: str | None = None,
-    source: str = "model",
+    groups: list[list[Layer]], options: ImportOptions | None = None, *, source: str = "model"
 ) -> tuple[Autoencoder, dict[str, Any]]:
     """Build an explorer model from layers in forward order.
 
@@ -450,13 +442,10 @@ def model_from_layers(
     (their widths), ``decisions`` (kind, input shape and every choice settled by the user or the file), ``open``
     (the choices to settle from data, built with the explorer's convention) and ``remarks``.
     """
-    chosen_kind, kind_decision = _kind(groups, kind)
-    given = dict(
-        activation=activation,
-        latent_activation=latent_activation,
-        output_activation=output_activation,
-        input_range=input_range,
-    )
+    options = options or ImportOptions()
+    input_shape = options.input_shape
+    chosen_kind, kind_decision = _kind(groups, options.kind)
+    given = {name: getattr(options, name) for name in CHOICES}
     if any(layer.weight.ndim == 4 for group in groups for layer in group):
         model, info = _conv_model(groups, chosen_kind, input_shape, given, source)
     else:

@@ -62,6 +62,9 @@ class OptionError(CheckpointError):
         self.option = option
 
 
+_SOURCES = {"file": "from the file", "user": "your choice"}
+
+
 @dataclass
 class Decision:
     """How one open choice was settled: ``source`` is "file", "user", "inferred" (tried on sample images), or
@@ -76,13 +79,13 @@ class Decision:
 
     def describe(self) -> str:
         what = option_label(self.name)
-        if self.source == "inferred" and self.runner_up is not None and self.error is not None:
-            ratio = (self.runner_up_error or 0.0) / max(self.error, 1e-12)
+        if self.source == "inferred" and None not in (self.runner_up, self.error, self.runner_up_error):
+            ratio = (self.runner_up_error or 0.0) / max(self.error or 0.0, 1e-12)
             return (
                 f"{what}: {self.value}, inferred (reconstruction error {self.error:.4g}; "
                 f"next best {self.runner_up}: {self.runner_up_error:.4g}, {ratio:.1f}x higher)"
             )
-        return f"{what}: {self.value} ({'from the file' if self.source == 'file' else 'your choice' if self.source == 'user' else self.source})"
+        return f"{what}: {self.value} ({_SOURCES.get(self.source, self.source)})"
 
 
 @dataclass

@@ -149,16 +149,7 @@ def import_state_dicts(
     first_error: CheckpointError | None = None
     for groups in attempts:
         try:
-            model, info = model_from_layers(
-                groups,
-                kind=options.kind,
-                input_shape=options.input_shape,
-                activation=options.activation,
-                latent_activation=options.latent_activation,
-                output_activation=options.output_activation,
-                input_range=options.input_range,
-                source=source,
-            )
+            model, info = model_from_layers(groups, options, source=source)
         except CheckpointError as exc:
             first_error = first_error or exc
             continue

@@ -125,17 +125,11 @@ class PendingImport:
     """An import checked and worked out, shown for review before the user commits it."""
 
     name: str
-    token: str  # digest of the files and the options: a new choice makes a new import
+    token: str  # names the uploads and the options: a new file or a new choice makes a new import
     data: bytes  # the checkpoint it becomes (ours as uploaded; a foreign file converted)
     lines: list[str]  # what was read and decided, one line each
     preview: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # originals, reconstructions (uint8), MSE each
     preview_note: str  # which images the preview shows, or why there is none
-
-
-def _uint8(x: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) floats in [0, 1] -> uint8 (N, H, W) or (N, H, W, 3) for the image helpers."""
-    px = (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return px[:, 0] if px.shape[1] == 1 else np.ascontiguousarray(px.transpose(0, 2, 3, 1))
 
 
 def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "") -> PendingImport:
@@ -147,6 +141,7 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
     from explorer.errors import DatasetError
     from explorer.importers import ImportOptions, describe, detect_format, import_files
     from explorer.importers.infer import reconstruction_preview, sample_dataset
+    from explorer.ops import to_uint8
 
     name = " + ".join(n for n, _ in files)
     opts = ImportOptions(**options)
@@ -166,7 +161,7 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
     try:
         title, sample = sample_dataset(opts.dataset, tuple(model.input_shape))
         originals, recon, errors = reconstruction_preview(model, sample, n=8)
-        preview = (_uint8(originals), _uint8(recon), errors)
+        preview = (to_uint8(originals), to_uint8(recon), errors)
         note = title
     except DatasetError as exc:
         preview, note = None, f"No preview: {exc}"

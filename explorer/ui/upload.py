@@ -66,8 +66,13 @@ def _options() -> tuple[dict, str | None]:
 
 
 def _refusal(exc: ExplorerError) -> str:
-    field = getattr(exc, "option", None)
-    where = FIELDS.get(field, (SHAPE_LABEL if field == "input_shape" else DATASET_LABEL, []))[0] if field else None
+    """The message, plus the field that resolves it when the error names an option."""
+    labels = {
+        **{name: label for name, (label, _) in FIELDS.items()},
+        "input_shape": SHAPE_LABEL,
+        "dataset": DATASET_LABEL,
+    }
+    where = labels.get(getattr(exc, "option", None) or "")
     return f"Refused: {exc}" + (f" Set “{where}” above and the file is tried again." if where else "")
 
 
@@ -105,15 +110,16 @@ def upload_view(*, home: Any = None) -> None:
     if not files:
         st.session_state.pop("up_pending", None)
         return
-    blobs = [(f.name, f.getvalue()) for f in files]
     chosen, problem = _options()
     if problem:
         st.error(problem)
         return
-    token = state.sha256(b"".join(b for _, b in blobs) + repr(sorted(chosen.items())).encode())
+    # the uploader's file ids name these exact uploads: no need to hash megabytes on every rerun
+    token = repr(([f.file_id for f in files], sorted(chosen.items())))
     pending: state.PendingImport | None = st.session_state.get("up_pending")
     if pending is None or pending.token != token:
         st.session_state.pop("up_pending", None)
+        blobs = [(f.name, f.getvalue()) for f in files]
         try:
             with st.spinner("Checking the file(s) and working out what they leave open…"):
                 pending = state.prepare_import(blobs, chosen, token)
