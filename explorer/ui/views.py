@@ -26,8 +26,10 @@ ops = _LazyOps()
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
-def _page(view: str, panel) -> None:
-    """Shared skeleton: sidebar, then the panel (which may add overlays), then the map, then warm the model."""
+def page(view: str, panel) -> None:
+    """The skeleton every map page shares: sidebar, then ``panel(ctx, pick) -> overlays`` beside the map, then warm the model.
+
+    ``view`` names the page's chart (one widget per page); other modules build their map pages with it too."""
     timing.mark("script_start", view=view)
     ctx = sidebar.render()
     if ctx is None:
@@ -237,7 +239,7 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
 
 
 def decode_view() -> None:
-    _page("map_decode", _decode_panel)
+    page("map_decode", _decode_panel)
 
 
 # ------------------------------------------------------------------------------------ interpolate
@@ -299,7 +301,7 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
 
 
 def interpolate_view() -> None:
-    _page("map_interp", _interpolate_panel)
+    page("map_interp", _interpolate_panel)
 
 
 # ----------------------------------------------------------------------------------------- sample
@@ -329,7 +331,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
 
 
 def sample_view() -> None:
-    _page("map_sample", _sample_panel)
+    page("map_sample", _sample_panel)
 
 
 # --------------------------------------------------------------------------------------- traverse
@@ -382,4 +384,4 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
 
 
 def traverse_view() -> None:
-    _page("map_trav", _traverse_panel)
+    page("map_trav", _traverse_panel)
