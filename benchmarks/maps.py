@@ -78,13 +78,13 @@ def fresh(runs: int, checkpoint: Path, cache: Path) -> dict[str, float]:
 def _latents(checkpoint: Path, cache: Path, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Latents and labels of a Fashion-MNIST split from the disk cache, encoding them on a miss."""
     from explorer.checkpoint import load_checkpoint
-    from explorer.cli.project import load_split
+    from explorer.data import load_dataset
     from explorer.latents import Encoded, encode_dataset
     from explorer.workspace import DiskCache, data_digest, latents_key, sha256, subset_for
 
     raw = checkpoint.read_bytes()
     model = load_checkpoint(raw)
-    ds = subset_for(load_split("fashion-mnist", split), n, model.input_shape)
+    ds = subset_for(load_dataset("fashion-mnist", split), n, model.input_shape)
     store = DiskCache(cache)
     key = latents_key(sha256(raw), data_digest(ds.images, ds.labels))
     data = store.get(key)

@@ -89,6 +89,12 @@ def map_figure(
         "yaxis": {"showgrid": False, "zeroline": False, "title": None},
         "uirevision": revision,
     }
+    if dims == 3:  # Plotly's default camera sits close enough to crop a UMAP's far clusters
+        axis = {"title": {"text": ""}, "showspikes": False}
+        layout["scene"] = {
+            "camera": {"eye": {"x": 1.7, "y": 1.7, "z": 1.1}}, "aspectmode": "cube",
+            "xaxis": axis, "yaxis": axis, "zaxis": axis,
+        }  # fmt: skip
     return {"data": traces, "layout": layout}
 
 
@@ -119,6 +125,7 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
     elif kind == "samples":
         trace.update(mode="markers", marker={"size": 9, "symbol": "x", "color": OVERLAY["samples"]})
     else:
-        trace.update(mode="markers", marker={"size": 16, "symbol": "star", "color": OVERLAY["spot"],
+        # scatter3d has no star symbol: a diamond marks the spot in 3-D
+        trace.update(mode="markers", marker={"size": 16, "symbol": "star" if dims == 2 else "diamond", "color": OVERLAY["spot"],
                                              "line": {"width": 1, "color": "white"}})  # fmt: skip
     return trace

@@ -1,8 +1,13 @@
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
+
+# No background compile of umap-learn in test processes and the servers they start: it would take
+# a core for a minute in every run. Tests of the reference engine call it themselves.
+os.environ.setdefault("EXPLORER_WARM_UMAP", "0")
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,6 @@ import argparse
 import time
 from pathlib import Path
 
-SPLIT_CHOICES = ("train", "test", "all")
-
 
 def synthetic_shape(text: str) -> tuple[int, int]:
     """``"NxD"`` -> (N, D), for ``--synthetic``."""
@@ -28,11 +26,12 @@ def synthetic_shape(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from explorer.data import SPLITS
     from explorer.projection import ENGINES, METHODS, METRICS
 
     p.add_argument("checkpoint", nargs="?", help="the checkpoint to encode with (not with --synthetic)")
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
-    p.add_argument("--split", default="test", choices=SPLIT_CHOICES, help="all: train and test together")
+    p.add_argument("--split", default="test", choices=SPLITS, help="all: train and test together")
     p.add_argument("--n", type=int, default=10000, help="images to map (0 = all)")
     p.add_argument(
         "--synthetic", type=synthetic_shape, metavar="NxD", help="map N random D-dim latents instead, timing only"
@@ -46,23 +45,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="builtin", choices=ENGINES)
     p.add_argument(
         "--bundle", action="store_true", help="write into checkpoints/bundles (shipped) instead of the cache"
-    )
-
-
-def load_split(name: str, split: str):
-    """A built-in dataset's split; ``all`` is train then test as one dataset."""
-    import numpy as np
-
-    from explorer.data import Dataset, load_dataset
-
-    if split != "all":
-        return load_dataset(name, split)
-    train, test = load_dataset(name, "train"), load_dataset(name, "test")
-    return Dataset(
-        f"{name}:all",
-        np.concatenate([train.images, test.images]),
-        np.concatenate([train.labels, test.labels]),
-        train.class_names,
     )
 
 
@@ -117,12 +99,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from explorer.checkpoint import load_checkpoint
+    from explorer.data import load_dataset
     from explorer.workspace import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
 
     raw = Path(args.checkpoint).read_bytes()
     model = load_checkpoint(raw)
     name = args.dataset or model.info.get("dataset", {}).get("name", "fashion-mnist")
-    ds = subset_for(load_split(name, args.split), args.n, model.input_shape)
+    ds = subset_for(load_dataset(name, args.split), args.n, model.input_shape)
     cache = DiskCache(cache_dir())
     store = DiskCache(SHIPPED_BUNDLES) if args.bundle else cache
     md = compute_map(

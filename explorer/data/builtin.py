@@ -12,7 +12,7 @@ from explorer.data.dataset import Dataset, readonly
 from explorer.data.idx import read_idx
 from explorer.errors import DatasetError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "all")  # all: train then test, as one dataset
 DIGIT_NAMES = [str(i) for i in range(10)]
 FASHION_NAMES = [
     "T-shirt/top",
@@ -44,11 +44,18 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name: str, split: str = "test", *, root: str | os.PathLike | None = None) -> Dataset:
-    """A built-in dataset. ``root`` (a folder with the four Fashion-MNIST IDX files) applies to fashion-mnist only."""
+    """A built-in dataset. ``root`` (a folder with the four Fashion-MNIST IDX files) applies to fashion-mnist only.
+
+    ``split="all"`` is the train split followed by the test split (Fashion-MNIST: 70,000 images)."""
     if name not in dataset_names():
         raise DatasetError(f"unknown dataset {name!r}; built-in datasets: {', '.join(dataset_names())}")
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r} for {name}; splits: {', '.join(repr(s) for s in SPLITS)}")
+    if split == "all":
+        train, test = load_dataset(name, "train", root=root), load_dataset(name, "test", root=root)
+        images = readonly(np.concatenate([train.images, test.images]))
+        labels = readonly(np.concatenate([train.labels, test.labels]))
+        return Dataset(train.name.rsplit(":", 1)[0] + ":all", images, labels, train.class_names)
     places: tuple[tuple[str, str | None], ...] = ()
     if name == "fashion-mnist":
         env = os.environ.get(FASHION_ENV) or None
@@ -167,7 +174,7 @@ def _load_fashion(split: str, places: tuple[tuple[str, str | None], ...]) -> tup
     if arrays is not None:
         return f"fashion-mnist:{split}", *arrays, FASHION_NAMES
     tried.append(why)
-    files = ", ".join(f"{stem}.gz" for s in SPLITS for stem in IDX_FILES[s])
+    files = ", ".join(f"{stem}.gz" for stems in IDX_FILES.values() for stem in stems)
     raise DatasetError(
         "fashion-mnist was not found (" + "; ".join(tried) + "). Any one of these makes it available: "
         f"(1) put {files} in a folder and pass root=FOLDER or set {FASHION_ENV}=FOLDER; "

@@ -77,6 +77,13 @@ def set_pick(pick: Picked) -> None:
     st.session_state[PICK_FROM] = None
 
 
+def click_pick(row: int) -> None:
+    """A click reported by the page (a 3-D map): that image, or with "Add to selection" one more."""
+    old = st.session_state.get(PICK, Picked())
+    ids = tuple(dict.fromkeys(old.ids + (row,))) if st.session_state.get("sel_add") and old.ids else (row,)
+    set_pick(Picked(ids, None))
+
+
 def clear_pick() -> None:
     st.session_state[PICK] = Picked()
     st.session_state[GENERATION] = st.session_state.get(GENERATION, 0) + 1
@@ -147,4 +154,9 @@ def render(ctx: Context, view: str, overlays: list[dict] | None = None) -> None:
             )
         )
     else:
-        st.caption("Click a point to select it; drag to rotate.")
+        from explorer.ui import bridge
+
+        bridge.click_3d(key=f"click3d:{view}", on_click=click_pick)
+        c1, c2 = st.columns([2, 5], vertical_alignment="center")
+        c1.toggle("Add to selection", key="sel_add")
+        c2.caption("Click a point to select it; drag to rotate.")

@@ -9,9 +9,15 @@ from explorer.errors import ExplorerError
 from explorer.latents import Encoded
 from explorer.projection import METRICS, ProjectionParams
 from explorer.ui import state
+from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
 PROJECTIONS = {"UMAP 2-D": ("umap", 2), "UMAP 3-D": ("umap", 3), "PCA 2-D": ("pca", 2)}
+ENGINES = {"built-in (fast)": "builtin", "reference UMAP (umap-learn)": "umap-learn"}
+# the sidebar's widgets: remembered with each map drawn, put back by Cancel
+SETTINGS = ("ckpt", "ds_for", "ds", "split", "n", "proj", "nn", "md", "metric", "seed", "engine")
+SHOWN = "map:shown"  # (Context, the settings behind it) of the last map drawn in this session
+CANCELLED = "map:cancelled"  # key of a map whose computation was cancelled and had nothing to go back to
 
 
 def colour_options(encoded: Encoded) -> list[str]:
@@ -47,6 +53,8 @@ def _upload_panel(sb) -> None:
 
 
 def render() -> state.Context | None:
+    # first in the main area on every page and every run, so a progress bar shown here never moves the rest
+    slot = st.empty()
     sb = st.sidebar
     sb.header("Latent space explorer")
     paths = {p.stem: p for p in state.shipped_checkpoints()}
@@ -78,7 +86,14 @@ def render() -> state.Context | None:
     elif st.session_state.get("ds") not in datasets:
         st.session_state["ds"] = default
     ds_name = sb.selectbox("Dataset", datasets, key="ds")
-    split = sb.radio("Split", ["test", "train"], horizontal=True, key="split", disabled=ds_name not in dataset_names())
+    split = sb.radio(
+        "Split",
+        ["test", "train", "all"],
+        horizontal=True,
+        key="split",
+        disabled=ds_name not in dataset_names(),
+        help="all: train and test together (Fashion-MNIST: 70,000 images with “Images to map: all”)",
+    )
     n = sb.select_slider(
         "Images to map", SIZES, value=10000, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n"
     )
@@ -90,15 +105,28 @@ def render() -> state.Context | None:
         min_dist = st.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="md", disabled=method != "umap")
         metric = st.selectbox("Metric", METRICS, key="metric", disabled=method != "umap")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", disabled=method != "umap")
-    params = ProjectionParams(method, dims, n_neighbors, min_dist, metric, int(seed))
+        engine = st.radio("Engine", list(ENGINES), key="engine", disabled=method != "umap")
+        if ENGINES[engine] == "umap-learn":
+            warm = state.warm_reference_umap()
+            st.caption(
+                "umap-learn runs on the explorer's own neighbour graph. "
+                + (
+                    f"Compiled at server start ({warm['seconds']:.0f} s): a 10k map takes seconds."
+                    if warm["ready"]
+                    else "Its first use in this server compiles it (up to a minute)."
+                )
+            )
+    params = ProjectionParams(method, dims, n_neighbors, min_dist, metric, int(seed), engine=ENGINES[engine])
     if method == "pca":
         params = ProjectionParams("pca", dims)
 
     try:
         ds, data_key = state.dataset_subset(ds_name, split, n, ckpt.input_shape)
-        md = state.map_data(ckpt, ds, data_key, params)
+        md = state.ready_map(ckpt, data_key, params) or _compute(slot, ckpt, ds, data_key, params)
     except ExplorerError as exc:
         st.error(f"Cannot map {ds_name} ({split}) with {name}: {exc}")
+        return None
+    if md is None:  # cancelled, with no earlier map to go back to
         return None
 
     # the options come from the encoded data, so the sidebar needs no model (and no torch) before the map
@@ -111,4 +139,39 @@ def render() -> state.Context | None:
         f"{len(ds):,} images of {ds.name} · {params.label()} · "
         + ("precomputed" if md.source == "bundle" else "cached" if md.source == "cache" else f"{md.seconds:.1f} s")
     )
-    return state.Context(ckpt, ds, data_key, params, md, color_by, color_dim)
+    ctx = state.Context(ckpt, ds, data_key, params, md, color_by, color_dim)
+    st.session_state[SHOWN] = (ctx, {k: st.session_state[k] for k in SETTINGS if k in st.session_state})
+    return ctx
+
+
+def _cancel() -> None:
+    """Cancel's on_click: the settings of the map shown before go back, so the rerun draws that map again."""
+    shown = st.session_state.get(SHOWN)
+    if shown is not None:
+        st.session_state.update(shown[1])
+    else:
+        st.session_state[CANCELLED] = st.session_state.get("map:computing")
+
+
+def _compute(slot, ckpt: state.CheckpointRef, ds, data_key: str, params: ProjectionParams) -> MapData | None:
+    """A new map under a progress bar and a Cancel button, with the previous map still in view below them."""
+    key = map_key(ckpt.digest, data_key, params)
+    what = f"{len(ds):,} images with {params.label()}"
+    if st.session_state.get(CANCELLED) == key:
+        st.info(f"Mapping {what} was cancelled.")
+        st.button("Map them anyway", on_click=lambda: st.session_state.pop(CANCELLED, None))
+        return None
+    st.session_state["map:computing"] = key
+    # The slot at the top of the page: until this run ends, the map of the previous run stays below it
+    # (Streamlit keeps an earlier run's elements on screen, faded, until this run replaces them).
+    with slot.container():
+        c1, c2 = st.columns([8, 1], vertical_alignment="bottom")
+        bar = c1.progress(0.0, text=f"Mapping {what}…")
+        c2.button("Cancel", on_click=_cancel, key="map_cancel", help="Stop, and go back to the map shown before")
+
+    def progress(f: float, message: str) -> None:
+        bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {message}")
+
+    md = state.new_map(ckpt, ds, params, progress)
+    slot.empty()
+    return md

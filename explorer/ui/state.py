@@ -230,24 +230,72 @@ def disk_cache() -> DiskCache:
     return DiskCache(cache_dir())
 
 
-def map_data(ckpt: CheckpointRef, ds: Dataset, data_key: str, params: ProjectionParams) -> MapData:
-    """From memory, the shipped bundles, the disk cache, or computed with a progress bar."""
+def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> MapData | None:
+    """The map from memory, the shipped bundles or the disk cache; None when it must be computed."""
     key = map_key(ckpt.digest, data_key, params)
     if (hit := _maps().get(key)) is not None:
         return hit
     md = cached_map(ckpt.digest, data_key, params, disk_cache())
-    if md is None:
-        bar = st.progress(0.0, text=f"Mapping {len(ds):,} images with {params.label()}…")
-
-        def progress(f: float, message: str) -> None:
-            bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {message}")
-
-        md = compute_map(
-            model(ckpt), ckpt.digest, ds.images, ds.labels, ds.class_names, params, disk_cache(), progress=progress
-        )
-        bar.empty()
-    _maps().put(key, md)
+    if md is not None:
+        _maps().put(key, md)
     return md
+
+
+def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress) -> MapData:
+    """Encode and fit. ``progress(fraction, message)`` is called every second or so, which is also where
+    Streamlit stops this run when the person changes something (Cancel included)."""
+    md = compute_map(
+        model(ckpt), ckpt.digest, ds.images, ds.labels, ds.class_names, params, disk_cache(), progress=progress
+    )
+    _maps().put(map_key(ckpt.digest, data_digest(ds.images, ds.labels), params), md)
+    return md
+
+
+def map_data(ckpt: CheckpointRef, ds: Dataset, data_key: str, params: ProjectionParams) -> MapData:
+    """``ready_map``, or computed under a progress bar (for pages that need a map and draw no other)."""
+    if (md := ready_map(ckpt, data_key, params)) is not None:
+        return md
+    bar = st.progress(0.0, text=f"Mapping {len(ds):,} images with {params.label()}…")
+    md = new_map(ckpt, ds, params, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {m}"))
+    bar.empty()
+    return md
+
+
+WARM_ENV = "EXPLORER_WARM_UMAP"  # "0": do not compile umap-learn in the background (the tests set it)
+WARM_DELAY_S = 20.0  # after the first page: the first map and model load do not share the CPU with it
+
+
+@st.cache_resource(show_spinner=False)
+def warm_reference_umap() -> dict:
+    """Once per server: compile umap-learn's numba code in a background thread, so choosing the reference
+    engine later takes seconds, not a minute. Returns a status dict the sidebar reads ("ready": bool)."""
+    import logging
+    import os
+    import threading
+    import time
+
+    status: dict = {"ready": False, "seconds": None, "error": None}
+    if os.environ.get(WARM_ENV, "1") == "0":
+        status["error"] = f"not warmed ({WARM_ENV}=0)"
+        return status
+
+    def work() -> None:
+        time.sleep(WARM_DELAY_S)
+        try:  # lowest priority for this thread only (Linux threads have their own nice value)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        try:
+            from explorer.projection import warm_reference_umap as warm
+
+            status["seconds"] = warm()
+            status["ready"] = True
+            logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])
+        except Exception as exc:  # an optional engine: its failure is reported in the sidebar, never fatal
+            status["error"] = repr(exc)
+
+    threading.Thread(target=work, name="warm-umap-learn", daemon=True).start()
+    return status
 
 
 @st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Fitting a Gaussian mixture to the encoded images…")

@@ -9,7 +9,7 @@ from explorer import images
 from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
 from explorer.selection import Picked, find, parse_point
-from explorer.ui import map_view, sidebar, state, timing
+from explorer.ui import bridge, map_view, sidebar, state, timing
 from explorer.ui.state import Context
 
 
@@ -162,10 +162,16 @@ def _one_image(ctx: Context, i: int) -> None:
         images.strip(np.concatenate([ctx.dataset.images[[i]], recon]), scale=_scale(ctx, 84)),
         caption="original | reconstruction",
     )
-    st.image(
-        images.captioned_grid(ctx.dataset.images[near], [f"#{j} {_label(ctx, j)}" for j in near], cols=4),
-        caption="its nearest images in latent space",
-        width="stretch",
+    st.caption("its nearest images in latent space (click one to go to it)")
+    bridge.thumbnails(
+        ctx.dataset.images[near],
+        near,
+        [f"#{j} {_label(ctx, j)}" for j in near],
+        [f"#{j} ({_label(ctx, j)})" for j in near],
+        cols=8,
+        scale=_scale(ctx),
+        key=f"near:{i}",
+        on_click=lambda j: map_view.set_pick(Picked((j,))),
     )
 
 
@@ -179,17 +185,25 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
     originals = ctx.dataset.images[shown]
     recon, err = ops.reconstruct(state.model(ctx.ckpt), originals)
     pairs = np.concatenate([originals, recon], axis=2)  # (N, H, 2W[, C]): original | reconstruction
-    captions = [f"#{i} {e:.4f}" for i, e in zip(shown.tolist(), err)]
     st.markdown(
-        f"**{len(ids):,} selected** — original | reconstruction, per-image MSE"
+        f"**{len(ids):,} selected** — original | reconstruction, per-image MSE; click one to look closer"
         + (f"; images {(page - 1) * PAGE + 1}–{(page - 1) * PAGE + len(shown)}" if pages > 1 else "")
     )
-    st.image(images.captioned_grid(pairs, captions, cols=4, scale=_scale(ctx)), width="stretch")
+    focus = st.session_state.get("sel_focus")
+    focus = focus if focus in set(pick.ids) else None
+    bridge.thumbnails(
+        pairs,
+        shown.tolist(),
+        [f"#{i} · {e:.4f}" for i, e in zip(shown.tolist(), err)],
+        [f"#{i} ({_label(ctx, i)}): MSE {e:.4f}" for i, e in zip(shown.tolist(), err)],
+        cols=4,
+        scale=_scale(ctx),
+        key="sel_thumbs",
+        on_click=lambda i: st.session_state.__setitem__("sel_focus", i),
+        focus=focus,
+    )
     mean = float(ctx.map.encoded.recon_error[ids].mean())
     st.caption(f"Mean MSE of the whole selection: {mean:.4f}.")
-    focus = st.selectbox(
-        "Look closer at one image", [None, *shown.tolist()], key="sel_focus", format_func=_focus_label(ctx)
-    )
     if focus is not None:
         _one_image(ctx, int(focus))
 

@@ -40,13 +40,22 @@ def mapped_ids(at: AppTest) -> np.ndarray:
     return np.sort(np.concatenate(ids)) if ids else np.array([], dtype=np.int64)
 
 
+def thumbnail_grids(at: AppTest) -> list[list[dict]]:
+    """The clickable thumbnail grids of the page (explorer.ui.bridge): each a list of cells {id, src, caption}."""
+    grids = [e for e in at.get("bidi_component") if e.proto.component_name == "explorer.thumbnails"]
+    return [json.loads(e.proto.json)["cells"] for e in grids]
+
+
 def assert_page_shown(at: AppTest, mapped: int, images: int = 1) -> None:
-    """No exception or error message, every mapped image on the map once, and the panel's images."""
+    """No exception or error message, every mapped image on the map once, and the panel's images
+    (pictures, or grids of thumbnails, each of which must hold PNG images)."""
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     ids = mapped_ids(at)
     assert np.array_equal(ids, np.arange(mapped)), f"{len(ids)} points drawn, expected ids 0..{mapped - 1} once each"
-    assert len(at.get("image")) >= images
+    grids = thumbnail_grids(at)
+    assert all(cells and all(c["src"].startswith("data:image/png;base64,") for c in cells) for cells in grids)
+    assert len(at.get("image")) + len(grids) >= images
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +197,25 @@ def test_decoded_mosaic_lies_under_the_map():
     assert picture["source"].startswith("data:image/png;base64,") and picture["layer"] == "below"
     at.select_slider(key="mosaic_cells").set_value(12).run()
     assert_page_shown(at, DEFAULT_MAPPED, images=0)
+
+
+def test_a_clicked_thumbnail_opens_that_image_with_clickable_neighbours():
+    at = view_app("decode_view").run()
+    at.session_state["pick"] = Picked(tuple(range(40)), None)
+    at.session_state["sel_focus"] = 7  # what a click on thumbnail #7 sets (explorer.ui.bridge.thumbnails)
+    at.run()
+    assert_page_shown(at, DEFAULT_MAPPED, images=2)
+    grid, near = thumbnail_grids(at)
+    assert [c["id"] for c in grid] == list(range(32))  # page 1 of 2, by index
+    assert len(near) == 8 and 7 not in [c["id"] for c in near]
+    assert any(m.value.startswith("**#7 (") for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_the_reference_umap_engine_and_the_all_split_are_offered():
+    at = view_app("decode_view").run()
+    assert at.sidebar.radio(key="split").options == ["test", "train", "all"]
+    at.session_state["n"] = 1000
+    at.sidebar.radio(key="engine").set_value("reference UMAP (umap-learn)").run()
+    assert_page_shown(at, 1000, images=0)
+    assert any("1,000 images" in c.value and "euclidean, umap-learn)" in c.value for c in at.sidebar.caption)

@@ -1,0 +1,129 @@
+"""Two small browser-side pieces that Streamlit's own elements lack: a grid of thumbnails that can be
+clicked, and clicks on a 3-D map.
+
+Both are ``st.components.v2`` components: a few lines of script in the page itself (no iframe, no
+build step) that report a click back to Python as a trigger value. The thumbnails travel inline as
+data URIs, so a new selection's grid shows without a second request for an image file.
+
+Plotly reports a click on a 3-D scatter as a ``plotly_click`` event only; Streamlit turns clicks
+into selections for 2-D traces alone. The bridge listens for that event on every 3-D chart of the
+page and answers with the clicked point's ``customdata`` (its row id).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from explorer import images
+
+_THUMBS_CSS = """
+.lx-thumbs { display: grid; gap: 6px; width: 100%; }
+.lx-thumb { display: flex; flex-direction: column; align-items: center; gap: 2px; padding: 3px;
+  border: 2px solid transparent; border-radius: 6px; background: none; cursor: pointer; font: inherit; }
+.lx-thumb:hover { border-color: var(--st-primary-color, #ff4b4b); }
+.lx-thumb.lx-focus { border-color: var(--st-primary-color, #ff4b4b); background: rgba(255, 75, 75, 0.06); }
+.lx-thumb img { width: 100%; image-rendering: pixelated; }
+.lx-thumb span { font-size: 0.75rem; color: var(--st-text-color, #31333f); opacity: 0.8;
+  font-variant-numeric: tabular-nums; white-space: nowrap; }
+"""
+_THUMBS_JS = """
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  let root = parentElement.querySelector('.lx-thumbs');
+  if (!root) {
+    root = document.createElement('div');
+    root.className = 'lx-thumbs';
+    parentElement.appendChild(root);
+  }
+  root.style.gridTemplateColumns = `repeat(${data.cols}, minmax(0, 1fr))`;
+  root.replaceChildren(...data.cells.map((cell) => {
+    const button = document.createElement('button');
+    button.className = 'lx-thumb' + (cell.id === data.focus ? ' lx-focus' : '');
+    button.title = cell.title;
+    const img = document.createElement('img');
+    img.src = cell.src;
+    img.alt = cell.title;
+    const caption = document.createElement('span');
+    caption.textContent = cell.caption;
+    button.append(img, caption);
+    button.onclick = () => setTriggerValue('clicked', cell.id);
+    return button;
+  }));
+}
+"""
+# Every 3-D chart of the page, found again after each redraw: a click on a point sends its row id.
+_CLICK3D_JS = """
+export default function (component) {
+  const { setTriggerValue } = component;
+  const attach = () => {
+    for (const chart of document.querySelectorAll('.js-plotly-plot')) {
+      if (chart.__lxClick || !chart._fullLayout || !chart._fullLayout.scene || !chart.on) continue;
+      chart.__lxClick = true;
+      chart.on('plotly_click', (event) => {
+        const point = event && event.points && event.points[0];
+        if (point && point.customdata !== undefined && point.customdata !== null) {
+          const id = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
+          setTriggerValue('clicked', Number(id));
+        }
+      });
+    }
+  };
+  attach();
+  const timer = setInterval(attach, 400);
+  return () => clearInterval(timer);
+}
+"""
+
+_thumbs = st.components.v2.component("explorer.thumbnails", css=_THUMBS_CSS, js=_THUMBS_JS, isolate_styles=False)
+_click3d = st.components.v2.component("explorer.click3d", js=_CLICK3D_JS)
+
+
+def _data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(images.png_bytes(image)).decode("ascii")
+
+
+def _clicked(key: str) -> int | None:
+    value = st.session_state.get(key)
+    clicked = value.get("clicked") if isinstance(value, dict) else getattr(value, "clicked", None)
+    return None if clicked is None else int(clicked)
+
+
+def thumbnails(
+    tiles: np.ndarray,
+    ids: list[int],
+    captions: list[str],
+    titles: list[str],
+    *,
+    cols: int,
+    scale: int,
+    key: str,
+    on_click: Callable[[int], Any],
+    focus: int | None = None,
+) -> None:
+    """A grid of uint8 images (N, H, W[, 3]), each a button: a click calls ``on_click(row id)`` before the rerun."""
+    up = [images.grid(tile[None], cols=1, pad=0, scale=scale) for tile in tiles]
+    cells = [
+        {"id": int(i), "src": _data_uri(img), "caption": cap, "title": title}
+        for i, img, cap, title in zip(ids, up, captions, titles)
+    ]
+
+    def changed() -> None:
+        if (clicked := _clicked(key)) is not None:
+            on_click(clicked)
+
+    _thumbs(data={"cols": int(cols), "cells": cells, "focus": focus}, key=key, on_clicked_change=changed)
+
+
+def click_3d(*, key: str, on_click: Callable[[int], Any]) -> None:
+    """Listen for clicks on the page's 3-D maps: ``on_click(row id)`` runs before the rerun."""
+
+    def changed() -> None:
+        if (clicked := _clicked(key)) is not None:
+            on_click(clicked)
+
+    _click3d(key=key, on_clicked_change=changed)
