@@ -1,5 +1,5 @@
-"""Two small browser-side pieces that Streamlit's own elements lack: a grid of thumbnails that can be
-clicked, and clicks on a 3-D map.
+"""Small browser-side pieces that Streamlit's own elements lack: a grid of thumbnails that can be
+clicked, clicks on a 3-D map, and a button that copies the address of the view.
 
 Both are ``st.components.v2`` components: a few lines of script in the page itself (no iframe, no
 build step) that report a click back to Python as a trigger value. The thumbnails travel inline as
@@ -79,6 +79,41 @@ export default function (component) {
 }
 """
 
+# Copies the address as it is when clicked (a selection made a moment ago included). Browsers allow the
+# clipboard on https and localhost only; elsewhere the link is shown selected, ready for Ctrl+C.
+_COPY_HTML = (
+    '<button class="lx-copy" type="button">🔗 Copy link to this view</button><input class="lx-link" readonly hidden>'
+)
+_COPY_CSS = """
+.lx-copy { width: 100%; padding: 0.4rem 0.75rem; border-radius: 0.5rem; cursor: pointer; font: inherit;
+  border: 1px solid rgba(49, 51, 63, 0.2); background: var(--st-background-color, white);
+  color: var(--st-text-color, #31333f); }
+.lx-copy:hover { border-color: var(--st-primary-color, #ff4b4b); color: var(--st-primary-color, #ff4b4b); }
+.lx-link { width: 100%; margin-top: 0.3rem; font-size: 0.75rem; }
+"""
+_COPY_JS = """
+export default function (component) {
+  const { parentElement } = component;
+  const button = parentElement.querySelector('.lx-copy');
+  const field = parentElement.querySelector('.lx-link');
+  button.onclick = async () => {
+    const link = window.location.href;
+    try {
+      await navigator.clipboard.writeText(link);
+      button.textContent = '✓ Link copied';
+      field.hidden = true;
+    } catch (err) {
+      field.value = link;
+      field.hidden = false;
+      field.select();
+      button.textContent = 'Copy the link below (Ctrl+C)';
+    }
+    setTimeout(() => { button.textContent = '🔗 Copy link to this view'; }, 2500);
+  };
+}
+"""
+
+_copy = st.components.v2.component("explorer.copy_link", html=_COPY_HTML, css=_COPY_CSS, js=_COPY_JS)
 _thumbs = st.components.v2.component("explorer.thumbnails", css=_THUMBS_CSS, js=_THUMBS_JS, isolate_styles=False)
 _click3d = st.components.v2.component("explorer.click3d", js=_CLICK3D_JS)
 
@@ -117,6 +152,11 @@ def thumbnails(
             on_click(clicked)
 
     _thumbs(data={"cols": int(cols), "cells": cells, "focus": focus}, key=key, on_clicked_change=changed)
+
+
+def copy_link(*, key: str) -> None:
+    """A button that copies the page's address: with the view in its query parameters, a link to this view."""
+    _copy(key=key)
 
 
 def click_3d(*, key: str, on_click: Callable[[int], Any]) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from explorer.data import dataset_names
+from explorer.data import SPLITS, dataset_names
 from explorer.errors import ExplorerError
 from explorer.latents import Encoded
 from explorer.projection import METRICS, ProjectionParams
-from explorer.ui import state
+from explorer.ui import bridge, links, state
 from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
@@ -63,6 +63,12 @@ def render() -> state.Context | None:
     if not names:
         sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
         return None
+    fields = links.sidebar_fields(
+        names, dataset_names() + list(state.uploaded_datasets()), list(SPLITS), SIZES, list(PROJECTIONS),
+        list(ENGINES), list(METRICS), names[0],
+    )  # fmt: skip
+    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()})
+    notices = st.container()  # at the top of the page, under the progress slot
     name = sb.selectbox(
         "Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads (this session only)"
     )
@@ -94,20 +100,18 @@ def render() -> state.Context | None:
         disabled=ds_name not in dataset_names(),
         help="all: train and test together (Fashion-MNIST: 70,000 images with “Images to map: all”)",
     )
-    n = sb.select_slider(
-        "Images to map", SIZES, value=10000, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n"
-    )
+    n = sb.select_slider("Images to map", SIZES, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n")
 
+    warm = state.warm_reference_umap()  # the first run of the server starts it; later runs read its status
     proj_label = sb.radio("Projection", list(PROJECTIONS), horizontal=True, key="proj")
     method, dims = PROJECTIONS[proj_label]
     with sb.expander("UMAP parameters", expanded=False):
-        n_neighbors = st.slider("Neighbours", 5, 100, 15, key="nn", disabled=method != "umap")
-        min_dist = st.slider("Minimum distance", 0.0, 0.99, 0.1, 0.01, key="md", disabled=method != "umap")
+        n_neighbors = st.slider("Neighbours", 5, 100, key="nn", disabled=method != "umap")
+        min_dist = st.slider("Minimum distance", 0.0, 0.99, step=0.01, key="md", disabled=method != "umap")
         metric = st.selectbox("Metric", METRICS, key="metric", disabled=method != "umap")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed", disabled=method != "umap")
+        seed = st.number_input("Seed", 0, 2**31 - 1, key="seed", disabled=method != "umap")
         engine = st.radio("Engine", list(ENGINES), key="engine", disabled=method != "umap")
         if ENGINES[engine] == "umap-learn":
-            warm = state.warm_reference_umap()
             st.caption(
                 "umap-learn runs on the explorer's own neighbour graph. "
                 + (
@@ -130,7 +134,11 @@ def render() -> state.Context | None:
         return None
 
     # the options come from the encoded data, so the sidebar needs no model (and no torch) before the map
-    color_by = sb.selectbox("Colour by", colour_options(md.encoded), key="color")
+    options = colour_options(md.encoded)
+    links.pending_colour(options)
+    if st.session_state.get("color") not in options:  # a colouring of another model's map
+        st.session_state.pop("color", None)
+    color_by = sb.selectbox("Colour by", options, key="color")
     color_dim = 0
     if color_by == md.encoded.code_name:
         code = md.encoded.code_name
@@ -140,6 +148,13 @@ def render() -> state.Context | None:
         + ("precomputed" if md.source == "bundle" else "cached" if md.source == "cache" else f"{md.seconds:.1f} s")
     )
     ctx = state.Context(ckpt, ds, data_key, params, md, color_by, color_dim)
+    links.remember_sidebar(fields)
+    links.write(
+        links.sidebar_params(fields, color_by, ckpt.digest if ckpt.uploaded else None, trained_on), links.SIDEBAR_OWNED
+    )
+    links.show_notices(notices)
+    with sb:
+        bridge.copy_link(key="copy_link")
     st.session_state[SHOWN] = (ctx, {k: st.session_state[k] for k in SETTINGS if k in st.session_state})
     return ctx
 

@@ -9,7 +9,7 @@ from explorer import images
 from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
 from explorer.selection import Picked, find, parse_point
-from explorer.ui import bridge, map_view, sidebar, state, timing
+from explorer.ui import bridge, links, map_view, sidebar, state, timing
 from explorer.ui.state import Context
 
 
@@ -42,6 +42,9 @@ def page(view: str, panel) -> None:
 def _body(ctx: Context, view: str, panel) -> None:
     """Map and panel: a selection, a panel widget or Go to reruns this part only, not the sidebar."""
     pick = map_view.current_pick(ctx)
+    if (linked := links.pending_pick(len(ctx.map.labels), ctx.params.n_components)) is not None:
+        map_view.set_pick(linked)  # a link's selection, drawn as rings
+        pick = linked
     left, right = st.columns([3, 2], gap="medium")
     with right:
         try:
@@ -53,8 +56,10 @@ def _body(ctx: Context, view: str, panel) -> None:
             rings = ctx.map.projection.embedding[list(pick.ids)]
             overlays.insert(0, overlay_trace(rings, "selected", name="selected"))
     with left:
+        links.show_notices(st, links.MAP_NOTICES)
         _goto(ctx)
         map_view.render(ctx, view, overlays)
+    links.write(links.map_params(st.session_state.get(map_view.PICK, Picked())), links.MAP_OWNED)
     timing.mark("map_drawn", view=view)
 
 
