@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from explorer.ui import upload, views
+from explorer import settings
+from explorer.ui import auth, compare, export, features, fidelity, insight, metrics_page, upload, views
 
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")
+auth.require_login()  # nothing unless the host put [auth] in the app's secrets (docs/DEPLOY.md)
 
 decode = st.Page(views.decode_view, title="Map & decode", url_path="decode", default=True)
 
@@ -13,11 +15,25 @@ def your_model() -> None:
     upload.upload_view(home=decode)
 
 
-pages = [
-    decode,
-    st.Page(views.interpolate_view, title="Interpolate", url_path="interpolate"),
-    st.Page(views.sample_view, title="Sample", url_path="sample"),
-    st.Page(views.traverse_view, title="Traverse", url_path="traverse"),
-    st.Page(your_model, title="Your model", url_path="upload"),
-]
+pages = {
+    "": [  # the map pages, always in the top bar
+        decode,
+        st.Page(views.interpolate_view, title="Interpolate", url_path="interpolate"),
+        st.Page(views.sample_view, title="Sample", url_path="sample"),
+        st.Page(views.traverse_view, title="Traverse", url_path="traverse"),
+    ],
+    "Understand": [
+        st.Page(metrics_page.metrics_view, title="Metrics", url_path="metrics"),
+        st.Page(features.features_view, title="Features", url_path="features"),
+        st.Page(fidelity.anomalies_view, title="Anomalies", url_path="anomalies"),
+        st.Page(insight.denoise_view, title="Denoising", url_path="denoise"),
+        st.Page(fidelity.compression_view, title="Compression", url_path="compression"),
+        st.Page(compare.compare_view, title="Compare", url_path="compare"),
+    ],
+    "Yours": [
+        st.Page(insight.image_view, title="Your image", url_path="image"),
+        *([st.Page(your_model, title="Your model", url_path="upload")] if settings.current().allow_uploads else []),
+        st.Page(export.export_view, title="Export", url_path="export"),
+    ],
+}
 st.navigation(pages, position="top").run()

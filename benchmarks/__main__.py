@@ -1,6 +1,7 @@
 """``python -m benchmarks [--runs N] [--only PARTS] [--checkpoint PATH] [--people 1,4]``: prints the figures.
 
 Every part prints medians, except latency, which prints its own table of p50 and p95 (benchmarks/latency.py).
+``python -m benchmarks load [--people 8] [--seconds 60]`` runs the load test instead (benchmarks/load.py).
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import argparse
 import os
 import sys
 
-from benchmarks import latency, speed
-from explorer.cli.bench import add_arguments
+from benchmarks import latency, load, speed
+from explorer.cli.bench import add_arguments, people_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.suite == "load":
+        return load.report(load.measure(max(people_of(args)), args.seconds, args.rss_limit or load.RSS_LIMIT_MB))
     fresh_runs = max(1, args.runs // 2)  # each fresh map costs a whole process and a UMAP fit
     results: dict[str, float] = {}
     if "inverse" in args.only:
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in results.items():
             print(f"{k:<{width}}  {v:10.3f}")
     if "latency" in args.only:
-        figures = latency.measure(args.runs, args.people)
+        figures = latency.measure(args.runs, people_of(args))
         print(f"\n{args.runs} selections per person and {args.runs} page loads per page, on {os.cpu_count()} CPU cores")
         print(latency.table(figures))
     return 0

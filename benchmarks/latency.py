@@ -44,6 +44,7 @@ VIEWPORT: ViewportSize = {"width": 1500, "height": 950}  # the browser tests' wi
 BOX = 0.06  # box side, as a fraction of the map's extent on each axis: tens to hundreds of points
 LOAD_TIMEOUT_MS = 180_000
 SELECT_TIMEOUT_MS = 60_000
+MAX_MISSED = 0.1  # a selection that shows nothing is a miss; more than this share of them fails the run
 SETTLE_S = 0.3  # after a rerun ends, before the next drag: Plotly finishes redrawing the selection
 
 # Installed before any page script: the mouse-up time, and the images present when the drag began.
@@ -127,8 +128,9 @@ async def _settle(page: Page) -> None:
     await asyncio.sleep(SETTLE_S)
 
 
-async def _select(page: Page, box: Box, where: str) -> float:
-    """One box drag; returns mouse-up -> new images loaded (ms)."""
+async def _select(page: Page, box: Box, where: str) -> float | None:
+    """One box drag; returns mouse-up -> new images loaded (ms), or None when nothing new appeared (a drag
+    that the page did not take as a selection: seen now and then on both pages when four people drag at once)."""
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
     x0, y0, x1, y1 = await page.evaluate(TO_PIXELS, list(box))
@@ -140,8 +142,11 @@ async def _select(page: Page, box: Box, where: str) -> float:
     await page.mouse.up()
     try:
         handle = await page.wait_for_function(RESULT_VISIBLE, polling="raf", timeout=SELECT_TIMEOUT_MS)
-    except PlaywrightTimeout as exc:
-        raise LatencyError(f"{where}: no new images {SELECT_TIMEOUT_MS / 1000:.0f} s after mouse-up") from exc
+    except PlaywrightTimeout:
+        if error := await page.evaluate(EXCEPTION):
+            raise LatencyError(f"{where}: the page shows an exception:\n{error}") from None
+        print(f"missed: {where}: no new images {SELECT_TIMEOUT_MS / 1000:.0f} s after mouse-up", flush=True)
+        return None
     result = await handle.json_value()
     up = float(await page.evaluate("() => window.__latency.up"))
     if "error" not in result:
@@ -155,7 +160,7 @@ async def _select(page: Page, box: Box, where: str) -> float:
 
 async def _person(
     browser: Browser, url: str, n_points: int, todo: list[Box], start: asyncio.Barrier, where: str
-) -> list[float]:
+) -> list[float | None]:
     context = await browser.new_context(viewport=VIEWPORT)
     try:
         await context.add_init_script(RECORDER)
@@ -181,7 +186,11 @@ async def _together(browser: Browser, url: str, n_points: int, people: int, todo
             )
             for k in range(people)
         ]
-    return [t for task in tasks for t in task.result()]
+    times = [t for task in tasks for t in task.result()]
+    missed = sum(t is None for t in times)
+    if missed > MAX_MISSED * len(times):
+        raise LatencyError(f"{where}: {missed} of {len(times)} selections showed nothing new")
+    return [t for t in times if t is not None]
 
 
 async def _loads(browser: Browser, url: str, n_points: int, runs: int, warmup: Box, where: str) -> list[float]:

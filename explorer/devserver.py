@@ -61,7 +61,8 @@ def running_app(
     if not script.exists():
         raise FileNotFoundError(f"{script} not found: pages are served from a source checkout of the repository")
     port = free_port()
-    env = {**os.environ, "EXPLORER_CACHE_DIR": str(cache_dir), **(extra_env or {})}
+    # as scripts/run.sh and the Dockerfile serve it (MALLOC_ARENA_MAX: see there)
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, "EXPLORER_CACHE_DIR": str(cache_dir), **(extra_env or {})}
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.headless", "true", "--server.address", "127.0.0.1", "--server.port", str(port),

@@ -15,3 +15,7 @@ class CheckpointError(ExplorerError):
 
 class DatasetError(ExplorerError):
     """A dataset cannot be found, read, or does not fit the model."""
+
+
+class MetricsError(ExplorerError):
+    """Quality metrics cannot be computed from what was given (too few images, no labels, bad options)."""

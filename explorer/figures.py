@@ -14,7 +14,7 @@ PALETTE = [
 OVERLAY = {"path": "#d62728", "samples": "#111111", "spot": "#ff00ff", "selected": "rgba(0, 0, 0, 0.6)"}
 
 
-def _coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+def coords(embedding: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
     # numpy arrays, not lists: plotly validates them in one step and sends them as typed
     # arrays, which makes a 10k-point figure 4x faster to pass through st.plotly_chart
     emb = np.asarray(embedding, dtype=np.float32)
@@ -68,7 +68,7 @@ def map_figure(
             hover = f"<b>{name}</b><br>index %{{customdata}}<br>{color_title} %{{marker.color:.4g}}<extra></extra>"
         trace: dict[str, Any] = {
             "type": kind, "mode": "markers", "name": name, "marker": marker,
-            "customdata": rows.astype(np.int32), "hovertemplate": hover, **_coords(embedding, rows),
+            "customdata": rows.astype(np.int32), "hovertemplate": hover, **coords(embedding, rows),
         }  # fmt: skip
         if dims == 2:  # Plotly's own selection look (3-D traces have no selection state)
             trace["selected"] = {"marker": {"opacity": 1.0}}
@@ -106,13 +106,13 @@ def with_overlays(figure: dict, overlays: list[dict]) -> dict:
 def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str] | None = None) -> dict:
     """Path (line with markers), samples (crosses) or a picked spot (star) drawn over the map."""
     dims = points.shape[1]
-    coords = _coords(points, np.arange(len(points)))
+    xyz = coords(points, np.arange(len(points)))
     trace: dict[str, Any] = {
         "type": "scattergl" if dims == 2 else "scatter3d",
         "name": name,
         "text": labels or [f"{name} {i}" for i in range(len(points))],
         "hovertemplate": "%{text}<extra></extra>",
-        **coords,
+        **xyz,
     }
     if kind == "path":
         trace.update(mode="lines+markers", line={"color": OVERLAY["path"], "width": 3},

@@ -14,7 +14,11 @@ import hashlib
 import json
 import logging
 import os
+import secrets
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +27,7 @@ import numpy as np
 
 from explorer.latents import LATENTS_VERSION, Encoded
 from explorer.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
+from explorer.settings import current as current_settings
 
 if TYPE_CHECKING:
     from explorer.data import Dataset
@@ -32,7 +37,6 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO / "checkpoints"
 SHIPPED_BUNDLES = CHECKPOINT_DIR / "bundles"
-CACHE_MAX_BYTES = int(os.environ.get("EXPLORER_CACHE_MAX_MB", "2048")) * 2**20
 
 
 def sha256(data: bytes | memoryview) -> str:
@@ -59,15 +63,17 @@ def subset_for(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> Datase
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EXPLORER_CACHE_DIR", "~/.cache/latent-explorer")).expanduser()
+    """EXPLORER_CACHE_DIR, read and checked by explorer.settings."""
+    return current_settings().cache_dir
 
 
 class DiskCache:
     """Files named by hex digest, written atomically; oldest evicted past ``max_bytes``."""
 
-    def __init__(self, root: Path, max_bytes: int = CACHE_MAX_BYTES) -> None:
+    def __init__(self, root: Path, max_bytes: int | None = None) -> None:
         self.root = Path(root)
-        self.max_bytes = max_bytes
+        # default: EXPLORER_CACHE_MAX_MB (explorer.settings), read when the cache is made
+        self.max_bytes = current_settings().cache_max_mb * 2**20 if max_bytes is None else max_bytes
 
     def path(self, key: str) -> Path:
         if not key.isalnum():
@@ -88,9 +94,14 @@ class DiskCache:
 
     def put(self, key: str, data: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.path(key))
+        # unique per writer, not per process: two sessions (threads of one server) computing the same map wrote
+        # one temporary file, and the second rename found it gone (seen by benchmarks/load.py)
+        tmp = self.root / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, self.path(key))
+        finally:
+            tmp.unlink(missing_ok=True)
         self._evict()
 
     def _evict(self) -> None:
@@ -102,13 +113,22 @@ class DiskCache:
             except FileNotFoundError:
                 continue
             entries.append((st.st_mtime, st.st_size, p))
-        entries.sort(key=lambda e: e[0])
-        total = sum(size for _, size, _ in entries)
-        for _, size, victim in entries:
-            if total <= self.max_bytes:
-                break
-            victim.unlink(missing_ok=True)
-            total -= size
+        evict_to_fit(entries, self.max_bytes)
+
+
+def evict_to_fit(entries: list[tuple[float, int, Path]], max_bytes: int) -> int:
+    """Delete the oldest of ``entries`` ((last used, size, path) each) until the rest fit in ``max_bytes``;
+    returns how many went. Files may vanish meanwhile (other processes share the folders)."""
+    entries = sorted(entries, key=lambda e: e[0])
+    total = sum(size for _, size, _ in entries)
+    removed = 0
+    for _, size, victim in entries:
+        if total <= max_bytes:
+            break
+        victim.unlink(missing_ok=True)
+        total -= size
+        removed += 1
+    return removed
 
 
 def latents_key(checkpoint_digest: str, data_key: str) -> str:
@@ -169,12 +189,59 @@ def compute_map(
     progress: Progress = _no_progress,
     store_in: DiskCache | None = None,
 ) -> MapData:
-    """Encode (or read cached latents) and fit the projection; stores the result in the cache."""
+    """Encode (or read cached latents) and fit the projection; stores the result in the cache.
+
+    At most EXPLORER_MAX_CONCURRENT_MAPS maps are computed at once in a process; others wait their turn
+    (``progress`` says so every second), then take the map from the cache if the one before computed it."""
+    t0 = time.perf_counter()
+    data_key = data_digest(images, labels)
+    store = store_in or cache
+    with _map_slot(progress) as waited, _trimmed_after():
+        if waited and (raw := store.get(map_key(checkpoint_digest, data_key, params))) is not None:
+            try:
+                return _from_bundle(raw, "cache")  # another session computed this very map while we waited
+            except Exception as exc:  # as in cached_map: recompute
+                log.warning("ignoring unreadable cached map: %r", exc)
+        return _compute_map(
+            model, checkpoint_digest, data_key, images, labels, class_names, params, cache, progress, store, t0
+        )
+
+
+def trim_heap() -> None:
+    """Hand memory freed by a big computation back to the system. glibc keeps freed memory in its arenas for
+    reuse, so a server's resident size would otherwise stay at the peak of its largest map so far."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+@contextmanager
+def _trimmed_after() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        trim_heap()
+
+
+def _compute_map(
+    model,
+    checkpoint_digest: str,
+    data_key: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    params: ProjectionParams,
+    cache: DiskCache,
+    progress: Progress,
+    store: DiskCache,
+    t0: float,
+) -> MapData:
     from explorer.latents import encode_dataset
     from explorer.projection import fit
 
-    t0 = time.perf_counter()
-    data_key = data_digest(images, labels)
     lkey = latents_key(checkpoint_digest, data_key)
     enc = None
     if (raw := cache.get(lkey)) is not None:
@@ -187,8 +254,39 @@ def compute_map(
         cache.put(lkey, enc.to_bytes())
     proj = fit(enc.latents, params, progress=lambda f, m: progress(0.2 + 0.8 * f, m))
     result = MapData(proj, enc, labels, class_names, time.perf_counter() - t0, "computed")
-    (store_in or cache).put(map_key(checkpoint_digest, data_key, params), _bundle_bytes(proj, enc, labels, class_names))
+    store.put(map_key(checkpoint_digest, data_key, params), _bundle_bytes(proj, enc, labels, class_names))
     return result
+
+
+# A map computation's peak memory is its k-NN and layout work: about 400 MB for 10,000 images on top of the
+# server's own. Eight people mapping uploads at once took a 2-core server to 3.3 GB and made each wait 78 s
+# (benchmarks/load.py): the cores are shared anyway, so maps queue instead of piling up.
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def _map_slots() -> threading.BoundedSemaphore:
+    global _slots
+    with _slots_lock:
+        if _slots is None:  # sized once per process: a changed setting applies from the next start
+            _slots = threading.BoundedSemaphore(current_settings().max_concurrent_maps)
+        return _slots
+
+
+@contextmanager
+def _map_slot(progress: Progress) -> Iterator[bool]:
+    """Holds one of the process's map slots; yields whether it had to wait for it."""
+    slots = _map_slots()
+    waited = not slots.acquire(blocking=False)
+    seconds = 0
+    while waited and not slots.acquire(timeout=1.0):
+        seconds += 1
+        # once a second: the caller's progress is also where Streamlit stops a run the person abandoned
+        progress(0.0, f"waiting {seconds} s for other maps to finish (this server computes them in turn)")
+    try:
+        yield waited
+    finally:
+        slots.release()
 
 
 class MemoryCache:

@@ -19,6 +19,7 @@ from explorer.errors import ExplorerError
 COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
+    "metrics": "metrics",
     "project": "project",
     "import": "import_model",
     "bench": "bench",

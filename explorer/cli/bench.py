@@ -1,5 +1,9 @@
 """Measure cold start, interactions, fresh maps and browser latency against a bare page; prints the figures.
 
+``python -m explorer bench load [--people 8] [--seconds 60]`` instead runs the load test: several people at
+once in one Chromium against one server, each selecting, decoding, interpolating and uploading a model of
+their own; it fails on errors, on an upload seen by another session, or above --rss-limit MB of server memory.
+
 Runs ``python -m benchmarks`` from the source checkout in a child process, so the explorer
 package never imports benchmark code (the benchmarks are not part of an installed package).
 What each figure means and the figures measured so far: docs/BENCHMARKS.md.
@@ -16,6 +20,8 @@ from explorer.errors import ExplorerError
 
 REPO = Path(__file__).resolve().parents[2]
 PARTS = ("inverse", "interactions", "fresh", "cold", "latency")
+SUITES = ("figures", "load")  # the speed figures (PARTS), or the load test
+DEFAULT_PEOPLE = {"figures": [1, 4], "load": [8]}
 
 
 def _parts(text: str) -> list[str]:
@@ -40,7 +46,21 @@ def _people(text: str) -> list[int]:
     return counts
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError("between 1 and 3600 seconds")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "suite",
+        nargs="?",
+        choices=SUITES,
+        default="figures",
+        help="figures (default): the speed figures of --only; load: many people at once (--people, --seconds)",
+    )
     p.add_argument(
         "--runs",
         type=_positive,
@@ -57,9 +77,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--people",
         type=_people,
-        default=[1, 4],
-        help="latency: comma list of how many people select at once (one browser context each)",
+        default=None,
+        help="latency: comma list of how many people select at once, one browser context each (default 1,4); "
+        "load: how many people (default 8; of a list, the largest)",
     )
+    p.add_argument("--seconds", type=_seconds, default=60.0, help="load: how long the people keep going")
+    p.add_argument(
+        "--rss-limit", type=float, default=None, help="load: MB of server memory above which it fails (default 800)"
+    )
+
+
+def people_of(args: argparse.Namespace) -> list[int]:
+    """``--people``, or the suite's default."""
+    return args.people or DEFAULT_PEOPLE[args.suite]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             "the benchmarks run from a source checkout of the repository, not from an installed package"
         )
     # the child runs in the repository root: a relative checkpoint path would change meaning there
-    argv = ["--runs", str(args.runs), "--only", ",".join(args.only), "--checkpoint", str(args.checkpoint.resolve())]
-    argv += ["--people", ",".join(map(str, args.people))]
+    argv = [args.suite, "--runs", str(args.runs), "--only", ",".join(args.only)]
+    argv += ["--checkpoint", str(args.checkpoint.resolve()), "--people", ",".join(map(str, people_of(args)))]
+    argv += ["--seconds", str(args.seconds)] + (["--rss-limit", str(args.rss_limit)] if args.rss_limit else [])
     return subprocess.run([sys.executable, "-m", "benchmarks", *argv], cwd=REPO).returncode

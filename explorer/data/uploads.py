@@ -239,8 +239,8 @@ def _read_npz(
 # --- .zip of images
 
 
-def _decode_image(data: bytes, name: str, label: str, limits: Limits) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (H, W) when gray, (H, W, 3) when colour."""
+def _decode_image(data: bytes, name: str, label: str, limits: Limits, *, single: bool = False) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (H, W) when gray, (H, W, 3) when colour. ``single``: one uploaded image, not a zip member."""
     from PIL import Image
 
     try:
@@ -248,7 +248,9 @@ def _decode_image(data: bytes, name: str, label: str, limits: Limits) -> np.ndar
             w, h = img.size  # from the header; nothing is decoded yet
             if w * h > 4 * limits.max_side**2:
                 raise DatasetError(
-                    f"{label}: {name} is {h}x{w} pixels; images may have at most {4 * limits.max_side**2} pixels"
+                    (f"{label} is" if single else f"{label}: {name} is")
+                    + f" {h}x{w} pixels; images may have at most {4 * limits.max_side**2} pixels"
+                    + (f" (e.g. {2 * limits.max_side}x{2 * limits.max_side}); scale it down first" if single else "")
                 )
             img.load()
             if img.mode.startswith("I"):  # 16-bit PNG: keep the high byte
@@ -264,6 +266,10 @@ def _decode_image(data: bytes, name: str, label: str, limits: Limits) -> np.ndar
         ValueError,
         Image.DecompressionBombError,
     ) as exc:  # UnidentifiedImageError is an OSError
+        if single:  # PIL's text names an in-memory buffer here, which helps nobody
+            raise DatasetError(
+                f"{label} is not a readable PNG or JPEG image: it is damaged or truncated; export it again"
+            ) from None
         raise DatasetError(
             f"{label}: member {name!r} is not a readable PNG or JPEG image ({exc}); the .zip may only hold images, "
             "one folder per class"
@@ -315,3 +321,42 @@ def _read_image_zip(
     index = {name: i for i, name in enumerate(class_names)}
     labels = np.array([index[path[-2]] if len(path) > 1 else -1 for path, _ in members], dtype=np.int64)
     return np.stack(decoded), labels, class_names
+
+
+# --- one image
+
+
+# A single picture may be a phone photo: larger than a dataset's images, still bounded before decoding
+# (at most 4 * max_side^2 = 4.2 million pixels, checked from the header).
+IMAGE_LIMITS = Limits(max_images=1, max_side=1024, max_bytes=64 * 2**20, max_file_bytes=20 * 2**20)
+
+
+def load_user_image(
+    data: bytes, *, filename: str = "image", input_shape: tuple[int, int, int], limits: Limits = IMAGE_LIMITS
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """One uploaded PNG or JPEG in a model's (C, H, W) input: (uint8 (H, W) or (H, W, 3), its original (height, width)).
+
+    The format is decided by content and the pixel count by the header, both before decoding. Colour
+    becomes grey (or grey colour) to match C; the centre is cropped to the model's aspect ratio, then resized."""
+    shape = check_input_shape(input_shape)
+    if shape is None:
+        raise DatasetError("an uploaded image needs the model's input shape (C, H, W) to be fitted to")
+    c, h, w = shape
+    data = read_bounded(data, what="image", label=filename, limit=limits.max_file_bytes, error=DatasetError)
+    found = sniff(data)
+    if found not in ("png", "jpeg"):
+        what = (
+            "it is empty" if found == "empty" else f"it is a {found} file" if found else "its content is not an image"
+        )
+        raise DatasetError(f"{filename} is not a PNG or JPEG image ({what}); drop a .png or .jpg file")
+    image = to_channels(_decode_image(data, filename, filename, limits, single=True)[None], c)[0]  # (H0, W0[, 3])
+    original = (int(image.shape[0]), int(image.shape[1]))
+    # the largest centred window with the model's aspect ratio: nothing is stretched
+    oh, ow = original
+    ch, cw = (oh, min(ow, round(oh * w / h))) if ow * h >= oh * w else (min(oh, round(ow * h / w)), ow)
+    top, left = (oh - ch) // 2, (ow - cw) // 2
+    image = image[top : top + ch, left : left + cw]
+    if image.shape[:2] != (h, w):
+        check_resizable(image.shape[:2], (h, w), filename)
+        image = resize(np.ascontiguousarray(image), (h, w))
+    return readonly(image), original

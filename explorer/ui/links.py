@@ -11,6 +11,7 @@ session's first run, before any widget exists; a bad value is dropped and named 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import streamlit as st
@@ -71,18 +72,19 @@ def _page_id() -> str:
     return getattr(run, "page_script_hash", "") if run is not None else ""
 
 
-def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str]) -> None:
+def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=None) -> None:
     """At the top of the sidebar, before its widgets. A session's first run takes the link's values; a
     run on another page than the last puts back the choices made so far (Streamlit forgets the state
     of a page's widgets when the page changes); every run gives the widgets their defaults through the
     session state, so no widget is given a default twice.
 
-    ``uploads``: {SHA-256: name} of this session's uploaded checkpoints, for ``model=`` links."""
+    ``uploads``: {SHA-256: name} of this session's uploaded checkpoints, for ``model=`` links; ``reopen(digest)``
+    brings back an upload the host keeps on disk (a CheckpointRef with a ``name``), or returns None."""
     page, last = _page_id(), st.session_state.get(PAGE)
     st.session_state[PAGE] = page
     if not st.session_state.get(READ):
         st.session_state[READ] = True
-        _read_link(fields, uploads)
+        _read_link(fields, uploads, reopen)
     elif page != last:
         for field in fields:
             if KEEP + field.key in st.session_state:
@@ -92,12 +94,16 @@ def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str]) -> None:
             st.session_state[field.key] = field.default
 
 
-def _read_link(fields: tuple[Field, ...], uploads: dict[str, str]) -> None:
+def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen) -> None:
     params = _params()
     values, notices = urlstate.read(params, fields + PAGE_FIELDS)
     if digest := params.get("model"):
+        digest = digest.strip().lower()
+        kept = reopen(digest) if reopen is not None and re.fullmatch(r"[0-9a-f]{64}", digest) else None
         if digest in uploads:
             values["ckpt"] = uploads[digest]
+        elif kept is not None:  # the 256-bit digest is the capability: whoever holds the link sees the model
+            values["ckpt"] = kept.name
         else:
             notices.append(
                 f"This link names an uploaded model (SHA-256 {digest[:12]}…) that is not on this server: it was "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from explorer import settings
 from explorer.data import SPLITS, dataset_names
 from explorer.errors import ExplorerError
 from explorer.latents import Encoded
@@ -30,7 +31,11 @@ def _upload_panel(sb) -> None:
     with sb.expander("Upload a dataset", expanded=False):
         st.caption("Models: open **Your model** in the top bar.")
         data_file = st.file_uploader(
-            "Dataset: .npz (images, labels) or .zip of PNG/JPEG, one folder per class", type=None, key="up_data"
+            "Dataset: .npz (images, labels) or .zip of PNG/JPEG, one folder per class",
+            type=None,
+            key="up_data",
+            max_upload_size=settings.upload_cap_mb(settings.current(), st.get_option("server.maxUploadSize")),
+            help=settings.UPLOAD_TROUBLE_HELP,
         )
         if data_file is not None:
             token = state.sha256(data_file.getvalue())
@@ -58,7 +63,8 @@ def render() -> state.Context | None:
     sb = st.sidebar
     sb.header("Latent space explorer")
     paths = {p.stem: p for p in state.shipped_checkpoints()}
-    _upload_panel(sb)
+    if settings.current().allow_uploads:
+        _upload_panel(sb)
     names = list(paths) + list(state.uploads())
     if not names:
         sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
@@ -67,7 +73,8 @@ def render() -> state.Context | None:
         names, dataset_names() + list(state.uploaded_datasets()), list(SPLITS), SIZES, list(PROJECTIONS),
         list(ENGINES), list(METRICS), names[0],
     )  # fmt: skip
-    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()})
+    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()}, state.kept_upload)
+    names = list(paths) + list(state.uploads())  # a link may have brought back a kept upload
     notices = st.container()  # at the top of the page, under the progress slot
     name = sb.selectbox(
         "Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads (this session only)"

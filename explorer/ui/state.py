@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from explorer import kept, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
 from explorer.projection import ProjectionParams
@@ -27,9 +28,10 @@ from explorer.workspace import (
     map_key,
     sha256,
     subset_for,
+    trim_heap,
 )
 
-DEFAULT_CHECKPOINT = "fashion-mnist-vae-conv16"
+DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
 TTL_S = 6 * 3600
 MAX_UPLOADS = 5  # per session, for models and for datasets
 
@@ -78,7 +80,8 @@ class Context:
 
 def shipped_checkpoints() -> list[Path]:
     paths = sorted(CHECKPOINT_DIR.glob("*.safetensors"))
-    paths.sort(key=lambda p: p.stem != DEFAULT_CHECKPOINT)  # the default first, the rest by name
+    default = settings.current().default_checkpoint
+    paths.sort(key=lambda p: p.stem != default)  # the default first, the rest by name
     return paths
 
 
@@ -142,7 +145,10 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
     from explorer.importers import ImportOptions, describe, detect_format, import_files
     from explorer.importers.infer import reconstruction_preview, sample_dataset
     from explorer.ops import to_uint8
+    from explorer.untrusted import check_size, max_upload_bytes
 
+    for fname, blob in files:  # the host's cap (EXPLORER_MAX_UPLOAD_MB), whatever the uploader let through
+        check_size(len(blob), label=fname, limit=max_upload_bytes())
     name = " + ".join(n for n, _ in files)
     opts = ImportOptions(**options)
     if len(files) == 1 and detect_format(*files[0]) == "explorer":
@@ -171,6 +177,8 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
 def commit_import(pending: PendingImport) -> CheckpointRef:
     """Make a reviewed import one of this session's checkpoints."""
     ref = CheckpointRef(pending.name, None, sha256(pending.data), read_metadata(pending.data), pending.data)
+    if (store := kept.from_settings(settings.current())) is not None:
+        store.put(pending.data)  # a host's kept uploads: a link naming this digest then works for anyone
     held = uploads()
     held.pop(ref.name, None)
     held[ref.name] = ref
@@ -184,10 +192,27 @@ def add_upload(files: list[tuple[str, bytes]], options: dict) -> CheckpointRef:
     return commit_import(prepare_import(files, options))
 
 
-def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> str:
-    from explorer.data import load_user_dataset
+def kept_upload(digest: str) -> CheckpointRef | None:
+    """A model another session uploaded, kept on disk by the host (EXPLORER_KEEP_UPLOADS), now one of
+    this session's checkpoints; None when uploads are not kept, or this one is unknown or expired."""
+    store = kept.from_settings(settings.current())
+    data = store.get(digest) if store is not None else None
+    if data is None:
+        return None
+    meta = read_metadata(data)
+    source = meta.get("training", {}).get("source", "")
+    label = f"⬆ {source.split(': ', 1)[-1] or digest[:12]}"
+    return commit_import(PendingImport(label, "", data, [], None, ""))
 
-    ds = load_user_dataset(data, filename=name, input_shape=input_shape)
+
+def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> str:
+    import dataclasses
+
+    from explorer.data import DEFAULT_LIMITS, load_user_dataset
+    from explorer.untrusted import max_upload_bytes
+
+    limits = dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=max_upload_bytes())
+    ds = load_user_dataset(data, filename=name, input_shape=input_shape, limits=limits)
     label = f"⬆ {name}"
     held = uploaded_datasets()
     held.pop(label, None)
@@ -290,6 +315,7 @@ def warm_reference_umap() -> dict:
 
             status["seconds"] = warm()
             status["ready"] = True
+            trim_heap()  # the compiler's working memory
             logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])
         except Exception as exc:  # an optional engine: its failure is reported in the sidebar, never fatal
             status["error"] = repr(exc)

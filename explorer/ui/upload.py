@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer import images
+from explorer import images, settings
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.ui import bring, state
@@ -96,6 +96,9 @@ def _preview(pending: state.PendingImport) -> None:
 def upload_view(*, home: Any = None) -> None:
     """``home``: the page to open once a model is in use (a ``st.Page``)."""
     st.header("Your model")
+    if not settings.current().allow_uploads:
+        st.info("Uploading models is switched off on this server.")
+        return
     st.markdown(
         "Drop **one** model file (this explorer's `.safetensors`, a PyTorch `state_dict`, a Keras `.keras`) "
         "or **two**: an encoder and a decoder (ONNX from any framework, or PyTorch). Files are checked in a "
@@ -106,7 +109,14 @@ def upload_view(*, home: Any = None) -> None:
         torch_tab.markdown(bring.PYTORCH)
         keras_tab.markdown(bring.KERAS)
         formats_tab.markdown(bring.FORMATS)
-    files = st.file_uploader("Model file(s)", type=None, accept_multiple_files=True, key="up_model")
+    files = st.file_uploader(
+        "Model file(s)",
+        type=None,
+        accept_multiple_files=True,
+        key="up_model",
+        max_upload_size=settings.upload_cap_mb(settings.current(), st.get_option("server.maxUploadSize")),
+        help=settings.UPLOAD_TROUBLE_HELP,
+    )
     if not files:
         st.session_state.pop("up_pending", None)
         return

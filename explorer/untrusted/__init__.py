@@ -55,6 +55,15 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end r
 _CENTRAL_DIR_SIGNATURE = b"PK\x01\x02"
 
 
+def max_upload_bytes() -> int:
+    """The largest file a browser may hand over: EXPLORER_MAX_UPLOAD_MB (explorer.settings, default 200 MB),
+    never above MAX_FILE_BYTES. Read at each call, so a test or a host's environment applies without a restart
+    of the importing code; files read from disk by the command line keep MAX_FILE_BYTES."""
+    from explorer.settings import current
+
+    return min(current().max_upload_bytes, MAX_FILE_BYTES)
+
+
 def human_size(n: float) -> str:
     """'512 bytes', '3.5 MiB', '2 GiB'."""
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):

@@ -27,6 +27,9 @@ def test_latency_benchmark_runs_short():
     print(latency.table(result))
     for people in PEOPLE:
         for target in latency.TARGETS:
-            assert len(result.selections_ms[people, target]) == RUNS * people, (people, target)
+            assert len(result.selections_ms[people, target]) >= (1 - latency.MAX_MISSED) * RUNS * people, (
+                people,
+                target,
+            )
     assert {t: len(xs) for t, xs in result.loads_s.items()} == dict.fromkeys(latency.TARGETS, RUNS)
     assert all(math.isfinite(x) and x > 0 for x in result.figures())

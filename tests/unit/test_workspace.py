@@ -100,3 +100,50 @@ def test_memory_cache_bounds_entries_and_age(monkeypatch):
     assert cache.get("a") is None and cache.get("c") == 3 and len(cache) == 2
     now[0] = 11.0
     assert cache.get("c") is None
+
+
+def test_concurrent_writers_of_one_key_all_succeed(tmp_path):
+    """Two sessions of one server may compute the same map at once: every put lands, one file remains."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cache = DiskCache(tmp_path, max_bytes=2**30)
+    key = "ab" * 32
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: cache.put(key, bytes([i % 256]) * 100_000), range(64)))  # raises if any put failed
+    assert [p.name for p in tmp_path.iterdir()] == [f"{key}.npz"], "no temporary file is left behind"
+    assert len(cache.get(key)) == 100_000
+
+
+def test_maps_are_computed_in_turn_and_a_waiter_takes_the_finished_map(setup):
+    """Concurrent map computations queue (EXPLORER_MAX_CONCURRENT_MAPS, default 1): a waiting session says so
+    through its progress, and when the map it waited for is the one just computed, it reads it instead."""
+    import threading
+    import time
+
+    from explorer import workspace
+
+    model, digest, images, labels, tmp = setup
+    params = ProjectionParams(method="pca")
+    cache = DiskCache(tmp / "cache")
+    assert compute_map(model, digest, images, labels, [], params, cache).source == "computed"
+    messages: list[str] = []
+    result: list = []
+    slots = workspace._map_slots()
+    slots.acquire()  # another session's map is being computed
+    try:
+        waiter = threading.Thread(
+            target=lambda: result.append(
+                compute_map(model, digest, images, labels, [], params, cache, progress=lambda f, m: messages.append(m))
+            )
+        )
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        slots.release()
+    waiter.join(30)
+    assert messages and messages[0].startswith("waiting 1 s for other maps"), messages
+    assert result and result[0].source == "cache"
+    # with nobody else computing, a call computes (python -m explorer project regenerates what it is asked to)
+    assert compute_map(model, digest, images, labels, [], params, cache).source == "computed"

@@ -1,0 +1,178 @@
+"""What a host can change without touching code: environment variables, read and checked in one place.
+
+| variable                      | default                    | what it does                                          |
+|-------------------------------|----------------------------|-------------------------------------------------------|
+| EXPLORER_ALLOW_UPLOADS        | on                         | off hides "Your model" and dataset uploads            |
+| EXPLORER_KEEP_UPLOADS         | off                        | on keeps uploaded files on disk, by SHA-256 digest    |
+| EXPLORER_KEPT_MAX_MB          | 1024                       | total size of the kept uploads; oldest go first       |
+| EXPLORER_KEPT_MAX_DAYS        | 30                         | kept uploads unused for longer are deleted            |
+| EXPLORER_MAX_UPLOAD_MB        | 200                        | the largest file a browser may upload                 |
+| EXPLORER_CACHE_DIR            | ~/.cache/latent-explorer   | maps, latents and kept uploads                        |
+| EXPLORER_CACHE_MAX_MB         | 2048                       | size of the map cache; oldest go first                |
+| EXPLORER_DEFAULT_CHECKPOINT   | fashion-mnist-vae-conv16   | the shipped checkpoint a new visitor sees first       |
+| EXPLORER_MAX_CONCURRENT_MAPS  | 1                          | maps computed at once; more requests wait their turn  |
+
+Switches take 1/0, true/false, yes/no or on/off; an empty value means the default. Every bad value is
+reported at once, by name, with what it must be: a host sees all its typos in one error, not one per restart.
+This module is pure (no Streamlit) so the command line, the app and the tests read the same settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from explorer.errors import ExplorerError
+
+PREFIX = "EXPLORER_"
+# The ceiling of EXPLORER_MAX_UPLOAD_MB: explorer.untrusted.MAX_FILE_BYTES (2 GiB), the largest model file any
+# reader here accepts; a test keeps the two equal (untrusted imports this module, so it cannot be imported here).
+MAX_UPLOAD_MB_CEILING = 2048
+# A checkpoint is named by its file's stem in checkpoints/: letters, digits, dot, dash, underscore, no leading
+# dot. Nothing that could climb out of the folder or name a hidden file.
+_CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+# What the upload pages show when a host's proxy breaks uploads. Streamlit's uploader then marks the file with
+# "AxiosError: Request failed with status code 403" (XSRF cookie lost or rewritten on the way) or 413 (the
+# proxy's or the server's body size limit); docs/DEPLOY.md says what to change.
+UPLOAD_TROUBLE_HELP = (
+    "If a file is marked “Request failed with status code 403”, the server refused the upload's XSRF check: "
+    "the site's proxy dropped or rewrote its cookie. Code 413 means the file is over a size limit (the proxy's "
+    "or the server's). Whoever hosts this explorer can fix both; see docs/DEPLOY.md, “Uploads behind a proxy”."
+)
+
+
+class SettingsError(ExplorerError):
+    """One or more EXPLORER_* environment variables hold a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    allow_uploads: bool = True
+    keep_uploads: bool = False
+    kept_max_mb: int = 1024
+    kept_max_days: float = 30.0
+    max_upload_mb: int = 200
+    cache_dir: Path = Path("~/.cache/latent-explorer").expanduser()
+    cache_max_mb: int = 2048
+    default_checkpoint: str = "fashion-mnist-vae-conv16"
+    max_concurrent_maps: int = 1
+
+    @property
+    def kept_dir(self) -> Path:
+        """Where kept uploads live: beside the maps, so one volume holds everything a host must persist."""
+        return self.cache_dir / "uploads"
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 2**20
+
+    @property
+    def kept_max_bytes(self) -> int:
+        return self.kept_max_mb * 2**20
+
+    @property
+    def kept_max_age_s(self) -> float:
+        return self.kept_max_days * 86400.0
+
+
+def _switch(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError("is not a switch: use 1/0, true/false, yes/no or on/off")
+
+
+def _whole(lo: int, hi: int, unit: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"is not a whole number of {unit}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi} {unit}")
+        return value
+
+    return parse
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("is not a number of days") from None
+    if not (math.isfinite(value) and 0 < value <= 3650):
+        raise ValueError("must be more than 0 and at most 3650 days")
+    return value
+
+
+def _folder(text: str) -> Path:
+    # a relative folder is taken from the working directory now, so the whole process agrees on one place
+    return Path(text.strip()).expanduser().absolute()
+
+
+def _checkpoint_name(text: str) -> str:
+    name = text.strip()
+    if name.endswith(".safetensors"):
+        name = name[: -len(".safetensors")]  # the file name is as good as its stem
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise ValueError(
+            "must be the name of a file in checkpoints/ without .safetensors (letters, digits, '.', '-', '_'), "
+            "e.g. fashion-mnist-vae-conv16"
+        )
+    return name
+
+
+# field -> (variable, parser); each parser raises ValueError with the end of a sentence that starts with the value
+_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "allow_uploads": ("EXPLORER_ALLOW_UPLOADS", _switch),
+    "keep_uploads": ("EXPLORER_KEEP_UPLOADS", _switch),
+    "kept_max_mb": ("EXPLORER_KEPT_MAX_MB", _whole(1, 1_048_576, "MB")),
+    "kept_max_days": ("EXPLORER_KEPT_MAX_DAYS", _days),
+    "max_upload_mb": ("EXPLORER_MAX_UPLOAD_MB", _whole(1, MAX_UPLOAD_MB_CEILING, "MB")),
+    "cache_dir": ("EXPLORER_CACHE_DIR", _folder),
+    "cache_max_mb": ("EXPLORER_CACHE_MAX_MB", _whole(16, 1_048_576, "MB")),
+    "default_checkpoint": ("EXPLORER_DEFAULT_CHECKPOINT", _checkpoint_name),
+    "max_concurrent_maps": ("EXPLORER_MAX_CONCURRENT_MAPS", _whole(1, 64, "maps")),
+}
+VARIABLES = tuple(var for var, _ in _FIELDS.values())
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings from ``env`` (default: the process environment); unset or empty variables keep their default.
+
+    Raises SettingsError naming every variable that is wrong, what it holds and what it must be."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    defaults = Settings()
+    for field, (var, parse) in _FIELDS.items():
+        raw = env.get(var, "")
+        if not raw.strip():
+            continue
+        try:
+            values[field] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"{var}={raw!r} {exc} (unset it for the default, {getattr(defaults, field)})")
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def current() -> Settings:
+    """The settings of this process, read now (a few dictionary look-ups: cheaper than any cache invalidation)."""
+    return load(os.environ)
+
+
+def upload_cap_mb(settings: Settings, server_max_upload_mb: int) -> int:
+    """The upload limit to give a file uploader: EXPLORER_MAX_UPLOAD_MB, but never above the server's own
+    ``server.maxUploadSize``, which Streamlit enforces on the request body before the app sees a byte."""
+    return max(1, min(settings.max_upload_mb, int(server_max_upload_mb)))

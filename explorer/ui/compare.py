@@ -1,0 +1,162 @@
+"""The Compare page: two checkpoints map the same images side by side, with one selection for both.
+
+Each map is ``state.map_data`` of the same dataset subset (the same seeded images, fitted to each
+model's input), so a row id names the same image on both. A box or lasso on either map selects
+those images on both (``explorer.linked``); below the maps, the selected images with each model's
+error on them, then both models' metrics in one table. Session keys start ``cmp_``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+
+from explorer import images
+from explorer.data import dataset_names
+from explorer.errors import ExplorerError
+from explorer.figures import map_figure
+from explorer.linked import Linked, cleared, highlight, select
+from explorer.projection import ProjectionParams
+from explorer.ui import metrics_page, state
+from explorer.workspace import MapData, map_key
+
+SIZES = [1000, 2000, 5000, 10000]
+PROJECTIONS = {"UMAP 2-D": ProjectionParams("umap", 2), "PCA 2-D": ProjectionParams("pca", 2)}
+LINK = "cmp_link"  # the shared selection (explorer.linked.Linked)
+LINK_FOR = "cmp_link_for"  # the pair of maps it belongs to
+SHOWN = 24  # selected images shown below the maps
+
+
+@st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner=False)
+def _base_figure(key: str, title: str, _md: MapData) -> dict:
+    """The map's figure, built once per map: only its selected points change between reruns."""
+    return map_figure(_md.projection.embedding, _md.labels, _md.class_names, title=title, height=480, revision=key)
+
+
+def _on_select(side: str, widget: str, n_rows: int) -> None:
+    event = st.session_state.get(widget)
+    selection = event.get("selection") if event is not None else None
+    st.session_state[LINK] = select(st.session_state.get(LINK, Linked()), side, selection and dict(selection), n_rows)
+
+
+def _clear() -> None:
+    st.session_state[LINK] = cleared(st.session_state.get(LINK, Linked()))
+
+
+def _choices() -> tuple[state.CheckpointRef, state.CheckpointRef, str, str, int, ProjectionParams] | None:
+    sb = st.sidebar
+    sb.header("Compare")
+    names = metrics_page.checkpoint_names()
+    if len(names) < 2:
+        sb.error("Comparing needs two checkpoints: add one on Your model or train one with `python -m explorer train`.")
+        return None
+    name_a = sb.selectbox("Left", names, index=0, key="cmp_a", help="Shipped checkpoints, then your uploads")
+    name_b = sb.selectbox("Right", names, index=1, key="cmp_b")
+    ckpt_a, ckpt_b = metrics_page.checkpoint(name_a), metrics_page.checkpoint(name_b)
+    datasets = dataset_names()
+    if st.session_state.get("cmp_ds") not in datasets:
+        st.session_state["cmp_ds"] = metrics_page.trained_on(ckpt_a)
+    dataset = sb.selectbox("Dataset", datasets, key="cmp_ds", help="Both checkpoints map these images")
+    split = sb.radio("Split", ["test", "train"], horizontal=True, key="cmp_split")
+    n = sb.select_slider("Images to map", SIZES, value=10000, format_func=lambda v: f"{v:,}", key="cmp_n")
+    proj = sb.radio("Projection", list(PROJECTIONS), horizontal=True, key="cmp_proj")
+    return ckpt_a, ckpt_b, dataset, split, int(n), PROJECTIONS[proj]
+
+
+def _map(ckpt: state.CheckpointRef, dataset: str, split: str, n: int, params: ProjectionParams):
+    ds, data_key = state.dataset_subset(dataset, split, n, ckpt.input_shape)
+    return ds, state.map_data(ckpt, ds, data_key, params), map_key(ckpt.digest, data_key, params)
+
+
+def _selection_panel(link: Linked, sides: dict[str, tuple]) -> None:
+    """The selected images, once (they are the same images on both maps), and each model's error on them."""
+    ids = np.asarray(link.ids, dtype=np.int64)
+    (ds, md_a, _), (_, md_b, _) = sides["a"], sides["b"]
+    c1, c2 = st.columns([5, 1], vertical_alignment="center")
+    where = "left" if link.source == "a" else "right"
+    c1.markdown(
+        f"**{len(ids):,} selected** on the {where} map · mean reconstruction MSE: "
+        f"left {float(md_a.encoded.recon_error[ids].mean()):.4f}, right {float(md_b.encoded.recon_error[ids].mean()):.4f}"
+    )
+    c2.button("Clear", on_click=_clear, key="cmp_clear")
+    shown = ids[:SHOWN]
+    scale = images.scale_for(ds.images.shape[1], 56)  # about 56 pixels high whatever the input size
+    grid = images.captioned_grid(ds.images[shown], [f"#{i}" for i in shown], cols=12, scale=scale)
+    st.image(grid, width="stretch")
+    if len(ids) > SHOWN:
+        st.caption(f"The first {SHOWN} of {len(ids):,}.")
+
+
+def _metrics(ckpts: list[state.CheckpointRef], dataset: str, split: str, n: int) -> None:
+    """Both models' figures in one table, and both on PCA's error curve."""
+    st.markdown(f"**Metrics** on the same {n:,} {dataset} {split} images")
+    reports = [metrics_page.report_for(c, dataset, split, limit=n) for c in ckpts]
+    columns = [f"{c.name} (left)" if i == 0 else f"{c.name} (right)" for i, c in enumerate(ckpts)]
+    table: dict[str, dict[str, str]] = {}
+    for column, report in zip(columns, reports):
+        for title, model, pca in report.rows():
+            table.setdefault(title, {"figure": title})[column] = metrics_page.cell(model)
+            if pca is not None:
+                pca_title = f"PCA: {title}"
+                table.setdefault(pca_title, {"figure": pca_title})[column] = metrics_page.cell(pca)
+        table.setdefault("PCA components", {"figure": "PCA components"})[column] = str(report.pca_components)
+    rows = [{"figure": r["figure"], **{c: r.get(c, "—") for c in columns}} for r in table.values()]
+    left, right = st.columns([1, 1], gap="medium")
+    left.dataframe(rows, hide_index=True, width="stretch")
+    curves: list[tuple[str, list[tuple[int, float]]]] = []
+    for c, r in zip(ckpts, reports):
+        if all(r.pca_curve != other for _, other in curves):  # the same input shape gives the same PCA
+            curves.append((f"PCA ({c.name}'s input)" if curves else "PCA", r.pca_curve))
+    points = [(c.name, *r.model_point) for c, r in zip(ckpts, reports)]
+    with right:
+        st.plotly_chart(
+            metrics_page.curve_figure(curves, points), key="cmp_curve", width="stretch", config={"displaylogo": False}
+        )
+
+
+def compare_view() -> None:
+    chosen = _choices()
+    if chosen is None:
+        return
+    ckpt_a, ckpt_b, dataset, split, n, params = chosen
+    st.subheader("Two checkpoints side by side")
+    if ckpt_a.digest == ckpt_b.digest:
+        st.info("Both sides show the same checkpoint: choose another one on the right.")
+    sides: dict[str, tuple] = {}
+    try:
+        for side, ckpt in (("a", ckpt_a), ("b", ckpt_b)):
+            sides[side] = _map(ckpt, dataset, split, n, params)
+    except ExplorerError as exc:
+        st.error(f"Cannot map {dataset} ({split}) with {ckpt.name}: {exc}")
+        return
+    pair = (sides["a"][2], sides["b"][2])
+    if st.session_state.get(LINK_FOR) != pair:  # another pair, dataset or projection: a new selection
+        st.session_state[LINK_FOR] = pair
+        st.session_state[LINK] = cleared(st.session_state.get(LINK, Linked()))
+    link: Linked = st.session_state[LINK]
+    st.caption(
+        "The same images on both maps. Drag a box or lasso on either map: the images it selects light up on "
+        "both. Double-click a map to clear."
+    )
+    columns = st.columns(2, gap="medium")
+    for col, (side, ckpt) in zip(columns, (("a", ckpt_a), ("b", ckpt_b))):
+        _, md, key = sides[side]
+        title = f"{ckpt.name} · {ckpt.kind.upper()}, latent {ckpt.latent_dim}"
+        widget = f"cmp_map_{side}:{link.generation}"
+        with col:
+            st.plotly_chart(
+                highlight(_base_figure(key, title, md), link.ids),
+                key=widget,
+                on_select=partial(_on_select, side, widget, len(md.labels)),
+                selection_mode=("points", "box", "lasso"),
+                width="stretch",
+                config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]},
+            )
+    if link.ids:
+        _selection_panel(link, sides)
+    try:
+        _metrics([ckpt_a, ckpt_b], dataset, split, n)
+    except ExplorerError as exc:
+        st.error(f"Cannot compute the metrics: {exc}")

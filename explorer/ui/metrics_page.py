@@ -1,0 +1,191 @@
+"""The Metrics page: a checkpoint's quality figures beside PCA's, and PCA's error curve with the model on it.
+
+The figures come from ``explorer.quality`` (the same report as ``python -m explorer metrics``),
+computed once per checkpoint digest, images and options: kept on disk, where the command's
+results are found too, and in ``st.cache_data`` for this server. Session keys start ``met_``,
+except the checkpoint (``ckpt``), which this page shares with the map pages.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer.data import dataset_names
+from explorer.errors import ExplorerError
+from explorer.figures import PALETTE
+from explorer.quality import QualityOptions, QualityReport, quality_report
+from explorer.ui import state
+
+LIMITS = [1000, 2000, 5000, 10000, 0]  # images evaluated; 0 = the whole split
+NO_OOD = "none"
+
+
+# --- shared with the compare page ------------------------------------------------------------------
+
+
+def checkpoint_names() -> list[str]:
+    """Shipped checkpoints (the default first), then this session's uploads."""
+    return [p.stem for p in state.shipped_checkpoints()] + list(state.uploads())
+
+
+def checkpoint(name: str) -> state.CheckpointRef:
+    held = state.uploads().get(name)
+    if held is not None:
+        return held
+    paths = {p.stem: p for p in state.shipped_checkpoints()}
+    return state.checkpoint_ref(paths[name])
+
+
+def trained_on(ckpt: state.CheckpointRef) -> str:
+    """The built-in dataset a checkpoint was trained on, or Fashion-MNIST for anything else."""
+    name = ckpt.meta.get("dataset", {}).get("name")
+    return name if name in dataset_names() else "fashion-mnist"
+
+
+@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)
+def _report(digest: str, dataset: str, split: str, limit: int, ood: str | None, _ckpt: state.CheckpointRef) -> dict:
+    """The report as a dict (cache_data copies it per caller); the disk cache is looked at first."""
+    bar = st.progress(0.0, text=f"Metrics of {_ckpt.name} on {dataset} ({split})…")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.progress(min(max(fraction, 0.0), 1.0), text=f"Metrics of {_ckpt.name}: {message}")
+
+    report, _ = quality_report(
+        lambda: state.model(_ckpt),
+        digest,
+        _ckpt.input_shape,
+        dataset,
+        split=split,
+        options=QualityOptions(limit=limit, ood=ood),
+        cache=state.disk_cache(),
+        progress=progress,
+    )
+    bar.empty()
+    return report.to_dict()
+
+
+def report_for(
+    ckpt: state.CheckpointRef, dataset: str, split: str = "test", *, limit: int = 0, ood: str | None = None
+) -> QualityReport:
+    return QualityReport.from_dict(_report(ckpt.digest, dataset, split, int(limit), ood, ckpt))
+
+
+def cell(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def curve_figure(curves: list[tuple[str, list[tuple[int, float]]]], points: list[tuple[str, int, float]]) -> dict:
+    """PCA's reconstruction error against its number of components (log x), and models as stars on it.
+
+    ``curves``: (name, [(components, mse), ...]); ``points``: (name, numbers kept per image, mse)."""
+    traces: list[dict] = []
+    for name, curve in curves:
+        traces.append({
+            "type": "scatter", "mode": "lines+markers", "name": name,
+            "x": [n for n, _ in curve], "y": [m for _, m in curve],
+            "line": {"color": "#888"}, "marker": {"size": 6, "color": "#888"},
+            "hovertemplate": f"{name}, %{{x}} components: MSE %{{y:.4g}}<extra></extra>",
+        })  # fmt: skip
+    for colour, (name, n, mse) in zip(PALETTE[3:] + PALETTE[:3], points):
+        traces.append({
+            "type": "scatter", "mode": "markers", "name": name, "x": [n], "y": [mse],
+            "marker": {"size": 16, "symbol": "star", "color": colour, "line": {"width": 1, "color": "white"}},
+            "hovertemplate": f"{name}: %{{x}} numbers per image, MSE %{{y:.4g}}<extra></extra>",
+        })  # fmt: skip
+    ticks = sorted({n for _, curve in curves for n, _ in curve} | {n for _, n, _ in points})
+    layout = {
+        "height": 380,
+        "margin": {"l": 60, "r": 10, "t": 10, "b": 50},
+        "plot_bgcolor": "white",
+        "xaxis": {
+            "type": "log",
+            "title": {"text": "numbers kept per image (PCA components)"},
+            "gridcolor": "#eee",
+            "tickvals": ticks,
+            "ticktext": [str(n) for n in ticks],
+        },  # fmt: skip
+        "yaxis": {"title": {"text": "reconstruction MSE per pixel"}, "gridcolor": "#eee", "rangemode": "tozero"},
+        "legend": {"orientation": "h", "x": 0.0, "y": 1.02, "yanchor": "bottom"},
+        "hovermode": "closest",
+    }
+    return {"data": traces, "layout": layout}
+
+
+# --- the page ----------------------------------------------------------------------------------------
+
+
+def _choices() -> tuple[state.CheckpointRef, str, str, int, str | None] | None:
+    sb = st.sidebar
+    sb.header("Metrics")
+    names = checkpoint_names()
+    if not names:
+        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
+        return None
+    name = sb.selectbox("Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads")
+    ckpt = checkpoint(name)
+    datasets = dataset_names()
+    if st.session_state.get("met_ds_for") != name or st.session_state.get("met_ds") not in datasets:
+        st.session_state["met_ds_for"] = name  # another checkpoint starts on the data it was trained on
+        st.session_state["met_ds"] = trained_on(ckpt)
+    dataset = sb.selectbox("Dataset", datasets, key="met_ds", help="Built-in datasets: they have a train split")
+    split = sb.radio("Split", ["test", "train"], horizontal=True, key="met_split")
+    limit = sb.select_slider(
+        "Images", LIMITS, value=0, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="met_limit"
+    )
+    others = [NO_OOD, *(d for d in datasets if d != dataset)]
+    if st.session_state.get("met_ood") not in others:
+        st.session_state["met_ood"] = NO_OOD
+    ood = sb.selectbox(
+        "Outliers", others, key="met_ood", help="Score this dataset's images as anomalies by reconstruction error"
+    )
+    return ckpt, dataset, split, int(limit), None if ood == NO_OOD else ood
+
+
+def metrics_view() -> None:
+    chosen = _choices()
+    if chosen is None:
+        return
+    ckpt, dataset, split, limit, ood = chosen
+    st.subheader(f"Metrics of {ckpt.name}")
+    try:
+        report = report_for(ckpt, dataset, split, limit=limit, ood=ood)
+    except ExplorerError as exc:
+        st.error(f"Cannot compute the metrics of {ckpt.name} on {dataset} ({split}): {exc}")
+        return
+    ctx = report.context
+    st.caption(
+        f"{ctx.get('images', 0):,} {dataset} {split} images. The kNN (k = 5) and the linear probe learn from the "
+        f"codes of {ctx.get('train_images', 0):,} train images; PCA is fitted on {ctx.get('pca_train_images', 0):,} "
+        f"and keeps {report.pca_components} numbers per image, as many as the model"
+        + (f"; outliers: {ctx.get('ood_images', 0):,} {ood} images." if ood else ".")
+    )
+    left, right = st.columns([1, 1], gap="medium")
+    with left:
+        rows = [
+            {
+                "figure": title,
+                "model": cell(model),
+                f"PCA ({report.pca_components})": "" if pca is None else cell(pca),
+            }
+            for title, model, pca in report.rows()
+        ]
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.caption(
+            "Active units: posterior-mean variance over the images above 0.01. Dead features: never active on "
+            "these images; dense: active on more than 10 % of them. Outlier AUROC: how often an outlier "
+            "reconstructs worse than an inlier (1 = always, 0.5 = chance)."
+        )
+    with right:
+        n, mse = report.model_point
+        fig = curve_figure([("PCA", report.pca_curve)], [(ckpt.name, n, mse)])
+        st.plotly_chart(fig, key="met_curve", width="stretch", config={"displaylogo": False})
+        gain = 1.0 - mse / float(report.figures["pca_recon_mse"] or np.nan)
+        st.caption(
+            f"PCA's error falls as it keeps more numbers per image. {ckpt.name} keeps {n} and reconstructs "
+            f"{abs(100 * gain):.1f} % {'better' if gain >= 0 else 'worse'} than PCA with as many."
+        )

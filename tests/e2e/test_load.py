@@ -1,0 +1,34 @@
+"""The load test, short (benchmarks/load.py): 2 people for 20 s against one server, each selecting, decoding a
+spot, interpolating, returning to the map and uploading a model of their own. It checks what must hold for any
+number of people: no errors, no session ever lists another session's upload, each person's own upload listed,
+every interaction measured. Speed and memory are printed for reading; memory is only held to a bound far above
+what two people need, which catches memory that grows per session or per request, not a slow machine."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from benchmarks import load
+from explorer.devserver import CHROMIUM
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+PEOPLE = 2
+SECONDS = 20
+RUNAWAY_MB = 3000  # two people mapping their uploads at once peak near 1,200 MB here (docs/DEPLOY.md, "Capacity")
+
+
+def test_load_short_has_no_errors_and_no_cross_session_uploads():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    # the browser tests' sync Playwright leaves its event loop marked as running in this thread (test_latency.py)
+    with ThreadPoolExecutor(1) as pool:
+        result = pool.submit(load.measure, PEOPLE, SECONDS, RUNAWAY_MB).result()
+    print(load.table(result))
+    assert result.errors == []
+    assert result.leaks == []
+    for step in load.STEPS:
+        assert result.times_ms[step], f"no {step!r} was measured"
+    assert len(result.times_ms["upload -> map"]) == PEOPLE, "every person's upload was mapped"
+    assert result.rss_mb and result.max_rss_mb < RUNAWAY_MB
