@@ -82,7 +82,7 @@ export default function (component) {
 # Copies the address as it is when clicked (a selection made a moment ago included). Browsers allow the
 # clipboard on https and localhost only; elsewhere the link is shown selected, ready for Ctrl+C.
 _COPY_HTML = (
-    '<button class="lx-copy" type="button">🔗 Copy link to this view</button><input class="lx-link" readonly hidden>'
+    '<button class="lx-copy" type="button">Copy link to this view</button><input class="lx-link" readonly hidden>'
 )
 _COPY_CSS = """
 .lx-copy { width: 100%; padding: 0.4rem 0.75rem; border-radius: 0.5rem; cursor: pointer; font: inherit;
@@ -108,7 +108,7 @@ export default function (component) {
       field.select();
       button.textContent = 'Copy the link below (Ctrl+C)';
     }
-    setTimeout(() => { button.textContent = '🔗 Copy link to this view'; }, 2500);
+    setTimeout(() => { button.textContent = 'Copy link to this view'; }, 2500);
   };
 }
 """
