@@ -272,6 +272,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
         import torch.distributed as dist
 
         dist.barrier()
+        # every rank leaves the group now: a rank that exits with the group still open can abort in gloo's
+        # teardown (SIGABRT), and torchrun then kills rank 0 while it evaluates and saves
+        dist.destroy_process_group()
     if rank != 0:
         return out
 

@@ -47,11 +47,16 @@ def test_box_selection_decodes_and_spot_decodes(server, page, screenshots):
          area["x"] + area["width"] * 0.7, area["y"] + area["height"] * 0.7)  # fmt: skip
     page.get_by_text("selected", exact=False).first.wait_for(timeout=60_000)
     assert page.get_by_text("original | reconstruction", exact=False).count() >= 1
-    images = page.locator("[data-testid='stImage'] img")
-    images.first.wait_for(timeout=30_000)
-    assert images.count() >= 1
-    assert images.first.evaluate("img => img.naturalWidth") > 100
+    thumbs = page.locator(".lx-thumb img")  # the clickable grid (explorer/ui/bridge.py)
+    thumbs.first.wait_for(timeout=30_000)
+    assert thumbs.count() >= 2
+    assert thumbs.first.evaluate("img => img.naturalWidth") >= 56  # an original and its reconstruction, scaled
     page.screenshot(path=str(screenshots / "screenshot.png"))
+    # a click on a thumbnail opens that image with its nearest images in latent space
+    first = page.locator(".lx-thumb span").first.inner_text().split(" ")[0]  # "#123"
+    page.locator(".lx-thumb").first.click()
+    page.get_by_text(f"{first} (", exact=False).first.wait_for(timeout=60_000)
+    page.get_by_text("its nearest images in latent space", exact=False).first.wait_for(timeout=60_000)
 
     # a tiny box in the empty top-left corner of the map: no points, but a spot to decode
     x, y = area["x"] + 6, area["y"] + 6

@@ -55,3 +55,26 @@ def test_your_image_edits_reconstructs_and_shows_the_map_position(server, page, 
     page.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
     page.wait_for_timeout(500)  # let the map finish redrawing the overlays before the picture
     page.screenshot(path=str(screenshots / "your_image.png"))
+
+
+@pytest.mark.parametrize(
+    "path, shows",
+    [
+        ("/denoise", "PSNR"),
+        ("/anomalies", "AUROC"),
+        ("/compression", "numbers per code"),
+        ("/metrics", "Metrics of"),
+        ("/export", "Embedding Projector"),
+    ],
+)
+def test_each_understanding_page_draws_in_the_browser(server, page, path, shows):
+    """Every page of the Understand and Yours menus on the default checkpoint: its figures and images
+    load, and no exception appears (the features, your-image and compare pages have tests of their own)."""
+    page.goto(server + path)
+    page.get_by_text(shows, exact=False).first.wait_for(timeout=240_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
+        timeout=240_000,
+    )
+    page.locator("[data-testid='stImage'] img, .js-plotly-plot").first.wait_for(timeout=60_000)
+    assert page.locator("[data-testid='stException']").count() == 0
