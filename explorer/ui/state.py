@@ -269,9 +269,18 @@ def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> M
 def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress) -> MapData:
     """Encode and fit. ``progress(fraction, message)`` is called every second or so, which is also where
     Streamlit stops this run when the person changes something (Cancel included)."""
-    md = compute_map(
-        model(ckpt), ckpt.digest, ds.images, ds.labels, ds.class_names, params, disk_cache(), progress=progress
-    )
+    import os
+
+    import torch
+
+    m = model(ckpt)
+    # Encoding thousands of images is one big job: it gets every core while it runs (decodes of a few images
+    # stay on one thread, see ``_model``); maps are computed one at a time, so this does not pile up.
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    try:
+        md = compute_map(m, ckpt.digest, ds.images, ds.labels, ds.class_names, params, disk_cache(), progress=progress)
+    finally:
+        torch.set_num_threads(1)
     _maps().put(map_key(ckpt.digest, data_digest(ds.images, ds.labels), params), md)
     return md
 
