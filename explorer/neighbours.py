@@ -51,7 +51,7 @@ def knn(
     kk = min(k + int(exclude_self), len(a))
     a_sq = (a * a).sum(1)
     out_i, out_d = [], []
-    chunk = max(1, int(2**25 // max(len(a), 1)))  # about 128 MB of distances per chunk
+    chunk = max(1, int(2**23 // max(len(a), 1)))  # about 32 MB of distances per chunk
     for s in range(0, len(q), chunk):
         qb = q[s : s + chunk]
         if metric == "manhattan":
