@@ -5,8 +5,8 @@ What a link holds (left out when a value is its default, so a plain link stays p
 sidebar — ``ckpt`` (or ``model``, the SHA-256 of an uploaded one), ``ds``, ``split``, ``n``, ``proj``,
 ``nn``, ``md``, ``metric``, ``seed``, ``engine``, ``color``; the map — ``sel`` (selected ids, see
 ``explorer.urlstate.encode_ids``), ``spot`` and ``focus``; and each page's own controls (``steps``,
-``path``, ``a``, ``b``, ``count``, ``temp``, ``sseed``, ``dim``, ``tsteps``). Reading happens once, in a
-session's first run, before any widget exists; a bad value is dropped and named in the sidebar.
+``path``, ``from``, ``a``, ``b``, ``count``, ``temp``, ``sseed``, ``dim``, ``tsteps``, ``mosaic``). Reading happens once, in a
+session's first run, before any widget exists; a bad value is dropped and named above the page.
 """
 
 from __future__ import annotations
