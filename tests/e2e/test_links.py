@@ -2,10 +2,12 @@
 browser (a new session that knows nothing else), shows the same checkpoint, selection and points."""
 
 import pytest
-from test_browser import drag, plot_area, wait_for_map  # tests/e2e is on the path: pytest imports by name
+from test_browser import _point_on_screen, drag, wait_for_map  # tests/e2e is on the path: pytest imports by name
 
 pytestmark = pytest.mark.e2e
 
+REVISION = "() => document.querySelector('.js-plotly-plot').layout.uirevision"
+IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'"
 SUMMARY = "[data-testid='stMarkdownContainer']:has-text('selected —')"
 THUMB_IDS = "() => [...document.querySelectorAll('.lx-thumb span')].map(s => s.textContent.split(' ')[0])"
 
@@ -19,14 +21,14 @@ def _choose_checkpoint(page, name):
 def test_a_copied_link_restores_checkpoint_selection_and_points(server, browser, page):
     page.goto(server)
     wait_for_map(page)
+    before = page.evaluate(REVISION)
     _choose_checkpoint(page, "fashion-mnist-ae-conv32")
-    page.get_by_text("AE** · conv", exact=False).or_(page.get_by_text("AE · conv", exact=False)).first.wait_for(
-        timeout=120_000
-    )
+    # the new checkpoint's own map (its figure has a new revision), and the page done with its run
+    page.wait_for_function(f"() => ({REVISION})() !== {before!r}", timeout=120_000)
+    page.wait_for_function(IDLE, timeout=60_000)
     wait_for_map(page)
-    area = plot_area(page)
-    drag(page, area["x"] + area["width"] * 0.35, area["y"] + area["height"] * 0.35,
-         area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.6)  # fmt: skip
+    point = _point_on_screen(page, trace=2, i=10)  # a box around a real point selects something
+    drag(page, point["x"] - 40, point["y"] - 40, point["x"] + 40, point["y"] + 40)
     page.locator(".lx-thumb").first.wait_for(timeout=60_000)
     page.wait_for_function("() => new URLSearchParams(location.search).has('sel')", timeout=30_000)
     summary = page.locator(SUMMARY).first.inner_text()
