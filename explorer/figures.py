@@ -79,7 +79,8 @@ def map_figure(
         "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 70 if values is not None else 10},
         "title": {"text": title, "font": {"size": 14}} if title else None,
         # a column at the right: under the plot it covered the x-axis labels, above it the tool bar
-        "legend": {"itemsizing": "constant", "orientation": "v", "x": 1.02, "xanchor": "left", "y": 1.0},
+        # below the tool bar that Plotly shows over the top right corner on hover
+        "legend": {"itemsizing": "constant", "orientation": "v", "x": 1.02, "xanchor": "left", "y": 0.93},
         # A drag draws a selection box by default. Streamlit then reports clicks on points to nobody, so
         # ``click`` trades the box for panning and lets a click (shift: add) select the point under it.
         "dragmode": ("pan" if click else "select") if dims == 2 else "orbit",
