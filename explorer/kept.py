@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,14 +68,9 @@ class KeptUploads:
         else:
             # owner-only: uploads are other people's files
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = self.root / f".{digest}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)  # atomic: a reader sees the whole file or none
-            finally:
-                tmp.unlink(missing_ok=True)
+            from explorer.workspace import atomic_write
+
+            atomic_write(target, data, mode=0o600)
         self.prune()
         return digest
 

@@ -67,6 +67,20 @@ def cache_dir() -> Path:
     return current_settings().cache_dir
 
 
+def atomic_write(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``target`` so a reader sees the whole file or none. The temporary name is unique per
+    writer, not per process: two sessions (threads of one server) writing the same map once shared one, and
+    the second rename found it gone (seen by benchmarks/load.py)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class DiskCache:
     """Files named by hex digest, written atomically; oldest evicted past ``max_bytes``."""
 
@@ -94,14 +108,7 @@ class DiskCache:
 
     def put(self, key: str, data: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        # unique per writer, not per process: two sessions (threads of one server) computing the same map wrote
-        # one temporary file, and the second rename found it gone (seen by benchmarks/load.py)
-        tmp = self.root / f".{key}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, self.path(key))
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(self.path(key), data)
         self._evict()
 
     def _evict(self) -> None:
