@@ -6,7 +6,7 @@ from test_browser import _point_on_screen, drag, wait_for_map  # tests/e2e is on
 
 pytestmark = pytest.mark.e2e
 
-REVISION = "() => document.querySelector('.js-plotly-plot').layout.uirevision"
+REVISION = "() => document.querySelector('.js-plotly-plot')?.layout?.uirevision ?? null"  # none while the page redraws
 IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'"
 SUMMARY = "[data-testid='stMarkdownContainer']:has-text('selected —')"
 THUMB_IDS = "() => [...document.querySelectorAll('.lx-thumb span')].map(s => s.textContent.split(' ')[0])"
@@ -24,7 +24,9 @@ def test_a_copied_link_restores_checkpoint_selection_and_points(server, browser,
     before = page.evaluate(REVISION)
     _choose_checkpoint(page, "fashion-mnist-ae-conv32")
     # the new checkpoint's own map (its figure has a new revision), and the page done with its run
-    page.wait_for_function(f"() => ({REVISION})() !== {before!r}", timeout=120_000)
+    page.wait_for_function(
+        f"() => {{ const r = ({REVISION})(); return r !== null && r !== {before!r}; }}", timeout=120_000
+    )
     page.wait_for_function(IDLE, timeout=60_000)
     wait_for_map(page)
     point = _point_on_screen(page, trace=2, i=10)  # a box around a real point selects something
