@@ -4,7 +4,7 @@ import streamlit as st
 
 from explorer import settings
 from explorer.ui import auth, compare, export, features, fidelity, insight, metrics_page, upload, views
-from explorer.workspace import tune_allocator
+from explorer.workspace import freeze_long_lived, tune_allocator
 
 tune_allocator()  # before the first map: big freed blocks go back to the system (see there)
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")
@@ -39,3 +39,4 @@ pages = {
     ],
 }
 st.navigation(pages, position="top").run()
+freeze_long_lived()  # after a run that imported something: keeps Streamlit's collection after each run cheap

@@ -79,8 +79,9 @@ def strip(images: np.ndarray, pad: int = 2, scale: int = 1) -> np.ndarray:
     return grid(images, cols=max(1, len(images)), pad=pad, scale=scale)
 
 
-def png_bytes(array: np.ndarray) -> bytes:
-    """PNG file bytes of one uint8 image (H, W), (H, W, 1) or (H, W, 3)."""
+def png_bytes(array: np.ndarray, *, fast: bool = False) -> bytes:
+    """PNG file bytes of one uint8 image (H, W), (H, W, 1) or (H, W, 3). ``fast``: the lightest compression,
+    for small images sent at once (a few percent larger, several times quicker to make)."""
     from PIL import Image
 
     array = np.asarray(array)
@@ -89,7 +90,8 @@ def png_bytes(array: np.ndarray) -> bytes:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
+    # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=1 if fast else 6)
     return buf.getvalue()
 
 

@@ -119,7 +119,7 @@ _click3d = st.components.v2.component("explorer.click3d", js=_CLICK3D_JS)
 
 
 def _data_uri(image: np.ndarray) -> str:
-    return "data:image/png;base64," + base64.b64encode(images.png_bytes(image)).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(images.png_bytes(image, fast=True)).decode("ascii")
 
 
 def _clicked(key: str) -> int | None:
@@ -135,16 +135,16 @@ def thumbnails(
     titles: list[str],
     *,
     cols: int,
-    scale: int,
     key: str,
     on_click: Callable[[int], Any],
     focus: int | None = None,
 ) -> None:
     """A grid of uint8 images (N, H, W[, 3]), each a button: a click calls ``on_click(row id)`` before the rerun."""
-    up = [images.grid(tile[None], cols=1, pad=0, scale=scale) for tile in tiles]
+    # at their own size: the page scales them to the grid's columns, pixelated (a fraction of the pixels to
+    # compress and send that images scaled up here would be)
     cells = [
-        {"id": int(i), "src": _data_uri(img), "caption": cap, "title": title}
-        for i, img, cap, title in zip(ids, up, captions, titles)
+        {"id": int(i), "src": _data_uri(tile), "caption": cap, "title": title}
+        for i, tile, cap, title in zip(ids, tiles, captions, titles)
     ]
 
     def changed() -> None:

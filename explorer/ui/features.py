@@ -14,15 +14,21 @@ Traverse page is where those dimensions are explored.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from explorer import feature_figures, images
-from explorer import features as feat
 from explorer.selection import Picked, picked
 from explorer.ui import map_view, sidebar, state, timing
+from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context
+
+if TYPE_CHECKING:
+    from explorer.features import FeatureStats
+
+feat = LazyModule("explorer.features")  # imports torch: the other pages' first map does not wait for it
 
 PARAM = "feature"  # the URL query parameter naming the feature shown
 PER_PAGE = 64  # atoms per page of the atlas
@@ -52,7 +58,7 @@ def _atoms(digest: str, _model) -> Atoms:
 
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Counting feature activations…")
-def _stats(key: str, dense_share: float, _codes: np.ndarray) -> feat.FeatureStats:
+def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
     return feat.feature_stats(_codes, dense_share=dense_share)
 
 
@@ -159,11 +165,11 @@ def _switch(name: str) -> None:
 # ----------------------------------------------------------------------------------- atlas
 
 
-def _flag(stats: feat.FeatureStats, f: int) -> str:
+def _flag(stats: FeatureStats, f: int) -> str:
     return "dead" if stats.dead[f] else "dense" if stats.dense[f] else ""
 
 
-def _tile(atoms: Atoms, stats: feat.FeatureStats, f: int, target: int = 84) -> np.ndarray:
+def _tile(atoms: Atoms, stats: FeatureStats, f: int, target: int = 84) -> np.ndarray:
     """Feature f's atom, upscaled to about ``target`` pixels, faded in a grey frame if dead, in an amber one if dense."""
     pic = atoms.pictures[f]
     tile = images.grid(pic[None], cols=1, scale=images.scale_for(pic.shape[0], target))
@@ -173,7 +179,7 @@ def _tile(atoms: Atoms, stats: feat.FeatureStats, f: int, target: int = 84) -> n
     return feat.framed(tile, DENSE_FRAME, width) if stats.dense[f] else tile
 
 
-def _summary(ctx: Context, stats: feat.FeatureStats) -> None:
+def _summary(ctx: Context, stats: FeatureStats) -> None:
     c = st.columns(5)
     live = int((~stats.dead).sum())
     c[0].metric("Features", f"{stats.n_features:,}")
@@ -183,7 +189,7 @@ def _summary(ctx: Context, stats: feat.FeatureStats) -> None:
     c[4].metric("Active per image", f"{stats.mean_l0():.1f}", help="Mean number of non-zero features (L0)")
 
 
-def _atlas(ctx: Context, stats: feat.FeatureStats, atoms: Atoms) -> None:
+def _atlas(ctx: Context, stats: FeatureStats, atoms: Atoms) -> None:
     st.subheader("Feature atlas")
     st.caption(
         f"Every feature of **{ctx.ckpt.name}**, measured on {stats.n_images:,} images of {ctx.dataset.name}. "
@@ -214,7 +220,7 @@ def _atlas(ctx: Context, stats: feat.FeatureStats, atoms: Atoms) -> None:
         _atlas_map(ctx, stats, atoms)
 
 
-def _atom_grid(stats: feat.FeatureStats, atoms: Atoms, shown: np.ndarray) -> None:
+def _atom_grid(stats: FeatureStats, atoms: Atoms, shown: np.ndarray) -> None:
     for start in range(0, len(shown), COLS):
         cols = st.columns(COLS, gap="small")
         for col, f in zip(cols, shown[start : start + COLS].tolist()):
@@ -240,7 +246,7 @@ def _chart_pick(widget: str, n_features: int) -> None:
         _open(ids[0])
 
 
-def _atlas_map(ctx: Context, stats: feat.FeatureStats, atoms: Atoms, current: int | None = None) -> None:
+def _atlas_map(ctx: Context, stats: FeatureStats, atoms: Atoms, current: int | None = None) -> None:
     st.markdown("**Map of the features**")
     emb = _feature_map(feat.feature_map_key(ctx.ckpt.digest, ctx.data_key), atoms.directions, ~stats.dead)
     fig = feature_figures.feature_map_figure(
@@ -286,7 +292,7 @@ def _thumbs(ctx: Context, ids: np.ndarray, values: np.ndarray, size: int = 56) -
     st.image(pics, caption=[f"#{i} {v:.1f}" for i, v in zip(ids.tolist(), values.tolist())], width=size)
 
 
-def _feature_page(ctx: Context, model, stats: feat.FeatureStats, atoms: Atoms, f: int) -> None:
+def _feature_page(ctx: Context, model, stats: FeatureStats, atoms: Atoms, f: int) -> None:
     codes = ctx.map.encoded.latents  # (N, F)
     _header(stats, f)
     c1, c2, c3 = st.columns([2, 4, 3], gap="medium")
@@ -336,7 +342,7 @@ def _feature_page(ctx: Context, model, stats: feat.FeatureStats, atoms: Atoms, f
     _steering(ctx, model, stats, f)
 
 
-def _header(stats: feat.FeatureStats, f: int) -> None:
+def _header(stats: FeatureStats, f: int) -> None:
     c1, c2, c3 = st.columns([1.2, 5, 1.6], vertical_alignment="center")
     c1.button("← All features", key="feat_back", on_click=_open, args=(None,))
     flag = _flag(stats, f)
@@ -348,7 +354,7 @@ def _header(stats: feat.FeatureStats, f: int) -> None:
     )  # fmt: skip
 
 
-def _facts(stats: feat.FeatureStats, f: int) -> None:
+def _facts(stats: FeatureStats, f: int) -> None:
     if stats.dead[f]:
         st.markdown(f"Never active on these {stats.n_images:,} images.")
         return
@@ -361,7 +367,7 @@ def _facts(stats: feat.FeatureStats, f: int) -> None:
     )
 
 
-def _similar(stats: feat.FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
+def _similar(stats: FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
     ids, cos = feat.most_similar(atoms.unit, f, k=k)
     st.markdown("**Most similar features** (cosine of decoder directions)")
     cols = st.columns(k, gap="small")
@@ -394,7 +400,7 @@ def _footprint_pick(widget: str, n_rows: int) -> None:
 
 
 @st.fragment
-def _steering(ctx: Context, model, stats: feat.FeatureStats, f: int) -> None:
+def _steering(ctx: Context, model, stats: FeatureStats, f: int) -> None:
     """Add alpha x this feature to one image's code and decode; reruns alone when its widgets change."""
     st.markdown(f"**Steering**: add α × feature {f} to an image's code, then decode")
     pick = map_view.current_pick(ctx)

@@ -10,19 +10,10 @@ from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
 from explorer.selection import Picked, find, parse_point
 from explorer.ui import bridge, links, map_view, sidebar, state, timing
+from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context
 
-
-class _LazyOps:
-    """explorer.ops imports torch (about 2.5 s); the first map must not wait for it."""
-
-    def __getattr__(self, name: str):
-        from explorer import ops as module
-
-        return getattr(module, name)
-
-
-ops = _LazyOps()
+ops = LazyModule("explorer.ops")  # imports torch: the first map does not wait for it
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
@@ -174,7 +165,6 @@ def _one_image(ctx: Context, i: int) -> None:
         [f"#{j} {_label(ctx, j)}" for j in near],
         [f"#{j} ({_label(ctx, j)})" for j in near],
         cols=8,
-        scale=_scale(ctx),
         key=f"near:{i}",
         on_click=lambda j: map_view.set_pick(Picked((j,))),
     )
@@ -202,7 +192,6 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
         [f"#{i} · {e:.4f}" for i, e in zip(shown.tolist(), err)],
         [f"#{i} ({_label(ctx, i)}): MSE {e:.4f}" for i, e in zip(shown.tolist(), err)],
         cols=4,
-        scale=_scale(ctx),
         key="sel_thumbs",
         on_click=lambda i: st.session_state.__setitem__("sel_focus", i),
         focus=focus,

@@ -219,3 +219,23 @@ def test_the_reference_umap_engine_and_the_all_split_are_offered():
     at.sidebar.radio(key="engine").set_value("reference UMAP (umap-learn)").run()
     assert_page_shown(at, 1000, images=0)
     assert any("1,000 images" in c.value and "euclidean, umap-learn)" in c.value for c in at.sidebar.caption)
+
+
+def test_the_warm_up_waits_for_a_quiet_server():
+    import threading
+    import time
+
+    from explorer.ui.state import _wait_until_quiet
+
+    stop = time.monotonic() + 1.5
+
+    def spin() -> None:  # this process busy on one core for 1.5 s
+        while time.monotonic() < stop:
+            sum(range(1000))
+
+    busy = threading.Thread(target=spin)
+    t0 = time.monotonic()
+    busy.start()
+    _wait_until_quiet(window_s=1.0, share=0.3, poll_s=0.1)
+    busy.join()
+    assert time.monotonic() - t0 >= 1.5  # not before the work ended and a quiet second followed

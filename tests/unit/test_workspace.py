@@ -147,3 +147,30 @@ def test_maps_are_computed_in_turn_and_a_waiter_takes_the_finished_map(setup):
     assert result and result[0].source == "cache"
     # with nobody else computing, a call computes (python -m explorer project regenerates what it is asked to)
     assert compute_map(model, digest, images, labels, [], params, cache).source == "computed"
+
+
+def test_freeze_long_lived_only_after_new_imports(monkeypatch):
+    import gc
+    import sys
+    import types
+
+    from explorer import workspace
+
+    workspace.freeze_long_lived(min_new_modules=0)
+    assert not workspace.freeze_long_lived(min_new_modules=3)  # nothing imported since
+    for k in range(3):
+        monkeypatch.setitem(sys.modules, f"_freeze_probe_{k}", types.ModuleType(f"_freeze_probe_{k}"))
+    gc.unfreeze()
+    assert workspace.freeze_long_lived(min_new_modules=3)
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()  # leave the test process as it was
+
+
+def test_tune_allocator_on_glibc():
+    import platform
+
+    from explorer.workspace import tune_allocator
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert tune_allocator() is True
