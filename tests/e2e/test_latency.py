@@ -1,6 +1,7 @@
 """The latency benchmark, short (benchmarks/latency.py): the real app and the bare page, 3 box selections per
-person, 1 and 2 people. It checks that the benchmark works: every selection shows new thumbnails without an
-error and every figure is a finite time. How fast is for reading (printed), never asserted."""
+person, 1 and 2 people. It checks that the benchmark works: the selections show new thumbnails (all but the
+share of misses the benchmark allows each page) without an error, and every figure is a finite time. How fast
+is for reading (printed), never asserted."""
 
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ def test_latency_benchmark_runs_short():
     print(latency.table(result))
     for people in PEOPLE:
         for target in latency.TARGETS:
-            assert len(result.selections_ms[people, target]) >= (1 - latency.MAX_MISSED) * RUNS * people, (
+            assert len(result.selections_ms[people, target]) >= (1 - latency.MAX_MISSED[target]) * RUNS * people, (
                 people,
                 target,
             )
