@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -189,16 +190,18 @@ def tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
-def server_pid() -> int:
-    """The `streamlit run` this process started (explorer.devserver's child)."""
+def server_pid(url: str) -> int:
+    """The `streamlit run` this process started for ``url`` (explorer.devserver's child on that port; the
+    browser tests' own server may be another child of the same process)."""
+    port = urlsplit(url).port
     for pid in _children().get(os.getpid(), []):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"streamlit" in cmd and b"run" in cmd:
+        if b"streamlit" in cmd and b"run" in cmd and str(port).encode() in cmd:
             return pid
-    raise LoadError("the streamlit server is not a child of this process")
+    raise LoadError(f"no streamlit server on port {port} is a child of this process")
 
 
 async def _sample(pid: int, into: list[float], stop: asyncio.Event) -> None:
@@ -357,7 +360,7 @@ async def _measure(people: int, seconds: float, rss_limit_mb: float) -> LoadResu
         everyone = make_uploads(Path(tmp), people, seconds)
         with running_app(Path(tmp) / "cache", Path(tmp) / "server.log") as url:
             stop = asyncio.Event()
-            sampler = asyncio.create_task(_sample(server_pid(), result.rss_mb, stop))
+            sampler = asyncio.create_task(_sample(server_pid(url), result.rss_mb, stop))
             try:
                 async with async_playwright() as p:
                     browser = await p.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
