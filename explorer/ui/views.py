@@ -81,6 +81,13 @@ def _goto(ctx: Context) -> None:
         st.error(msg)
 
 
+def _seeded(key: str, default) -> str:
+    """A page control's key, its default put in session state first: a link may have set its value already,
+    and a widget given both a default and a state value makes Streamlit complain."""
+    st.session_state.setdefault(key, default)
+    return key
+
+
 def _label(ctx: Context, i: int) -> str:
     lab = int(ctx.map.labels[i])
     names = ctx.map.class_names
@@ -290,7 +297,7 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
             z1, n1 = _endpoint(ctx, "B", 1)
         what = f"{n0} → {n1}"
     c1, c2 = st.columns(2)
-    steps = c1.slider("Steps", 2, 64, 16, key="interp_steps")
+    steps = c1.slider("Steps", 2, 64, key=_seeded("interp_steps", 16))
     method = c2.radio("Path", ["slerp", "lerp"], horizontal=True, key="interp_method")
     path = ops.interpolate(z0, z1, steps, method)  # (steps, L)
     frames = ops.decode(state.model(ctx.ckpt), path)
@@ -319,9 +326,9 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Sample")
     model = state.model(ctx.ckpt)
     c1, c2, c3 = st.columns(3)
-    n = c1.select_slider("How many", [16, 36, 64, 100], value=64, key="samp_n")
-    temperature = c2.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="samp_t")
-    seed = int(c3.number_input("Seed", 0, 2**31 - 1, 0, key="samp_seed"))
+    n = c1.select_slider("How many", [16, 36, 64, 100], key=_seeded("samp_n", 64))
+    temperature = c2.slider("Temperature", 0.0, 2.0, step=0.05, key=_seeded("samp_t", 1.0))
+    seed = int(c3.number_input("Seed", 0, 2**31 - 1, key=_seeded("samp_seed", 0)))
     if model.has_prior:
         z = ops.sample(model, n, temperature=temperature, seed=seed)
         st.caption("From the prior N(0, T²·I).")
@@ -374,7 +381,7 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
         spread = lat.std(0)
         label = code.capitalize()
         dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
-    steps = st.slider("Steps", 3, 32, 12, key="trav_steps")
+    steps = st.slider("Steps", 3, 32, key=_seeded("trav_steps", 12))
     values = ops.traverse_range(lat, dim, n=steps, sparse=sparse)
     path = ops.traverse(z, dim, values)
     frames = ops.decode(model, path)
