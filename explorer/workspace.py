@@ -238,8 +238,8 @@ def tune_allocator() -> bool:
     glibc serves a large block from its heap instead of a fresh mapping once a block that size has been freed
     (the mapping threshold rises with every free, up to 32 MB). A server that encodes, fits and decodes for
     many people then keeps every freed batch, chunk and layout array in its heaps, where fragments pin it:
-    measured with eight people at once, the same work peaked at 1,236 MB this way and at 779 MB with the
-    threshold fixed. A fixed threshold keeps blocks of 1 MB and more as their own mappings, returned on free;
+    measured with eight people at once, the same work peaked at 1,236 MB this way and at 779 to 991 MB with the
+    threshold fixed (docs/BENCHMARKS.md has the later changes). A fixed threshold keeps blocks of 1 MB and more as their own mappings, returned on free;
     two arenas (as ``MALLOC_ARENA_MAX=2``) stop every script thread from growing a heap of its own.
     Returns False where the C library is not glibc (nothing is changed)."""
     try:

@@ -140,8 +140,8 @@ def thumbnails(
     focus: int | None = None,
 ) -> None:
     """A grid of uint8 images (N, H, W[, 3]), each a button: a click calls ``on_click(row id)`` before the rerun."""
-    # at their own size: the page scales them to the grid's columns, pixelated (a fraction of the pixels to
-    # compress and send that images scaled up here would be)
+    # sent at their own size and scaled to the grid's columns by the page (pixelated): scaled up here, they would
+    # be several times the pixels to compress and send
     cells = [
         {"id": int(i), "src": _data_uri(tile), "caption": cap, "title": title}
         for i, tile, cap, title in zip(ids, tiles, captions, titles)
