@@ -105,3 +105,17 @@ def test_dataset_that_does_not_fit_is_refused_with_sizes(tmp_path):
     np.savez(path, images=np.zeros((10, 5, 5), np.uint8))
     with pytest.raises(DatasetError, match="5"):
         load_user_dataset(path.read_bytes(), filename="tiny.npz", input_shape=(1, 28, 28))
+
+
+@pytest.mark.parametrize(("trained_on", "shown"), [("fashion-mnist", "fashion-mnist"), ("digits", "digits")])
+def test_upload_preview_uses_the_dataset_the_checkpoint_names(tmp_path, trained_on, shown):
+    from explorer.ui import state
+
+    shape = (1, 8, 8) if trained_on == "digits" else (1, 28, 28)
+    model = models.build(models.config_class("ae")(input_shape=shape, hidden=(16,), latent_dim=3))
+    data = checkpoint_bytes(model, dataset={"name": trained_on})
+    pending = state.prepare_import([("m.safetensors", data)], {})
+    # a 28x28 model without a named dataset would be previewed on MNIST first (importers.infer.default_datasets)
+    assert pending.preview is not None and pending.preview_note.startswith(shown), pending.preview_note
+    unnamed = checkpoint_bytes(model, dataset={"name": "my own data"})
+    assert state.prepare_import([("m.safetensors", unnamed)], {}).preview is not None  # falls back to a guess
