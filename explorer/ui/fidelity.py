@@ -33,9 +33,12 @@ FLAG_QUANTILE = 0.95  # "flag anything worse than 95 % of the mapped images"
 def _encoded(
     digest: str, data_key: str, _ckpt: state.CheckpointRef, _images: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(codes (N, L), reconstruction MSE (N,)) of images, keyed by the checkpoint's and the images' digests."""
-    model = state.model(_ckpt)
-    return probe.encode(model, _images), ops.reconstruct(model, _images)[1]
+    """(codes (N, L), reconstruction MSE (N,)) of images, keyed by the checkpoint's and the images' digests: one
+    pass, as the mapped images' own codes and errors were made."""
+    from explorer.latents import encode_dataset
+
+    enc = encode_dataset(state.model(_ckpt), _images)
+    return enc.latents, enc.recon_error
 
 
 def _worst(ctx: Context) -> list[dict]:
