@@ -188,7 +188,8 @@ def _point_on_screen(page, trace=0, i=5):
     )
 
 
-def test_click_selects_a_point_adds_and_clears(server, page):
+def _click_select_a_point(page, server) -> None:
+    """Open the map, switch the mouse to "click selects" and click one point: its image is shown."""
     page.goto(server)
     wait_for_map(page)
     page.get_by_text("click selects").click()
@@ -198,6 +199,24 @@ def test_click_selects_a_point_adds_and_clears(server, page):
     page.mouse.move(point["x"], point["y"])
     page.mouse.click(point["x"], point["y"])
     page.get_by_text(f"#{point['id']} (", exact=False).first.wait_for(timeout=60_000)
+
+
+def _double_click_clears(page) -> None:
+    """Double-click the map's corner; the selection is gone (the panel's hint is back)."""
+    area = plot_area(page)
+    cleared = page.get_by_text("Click a point or draw a box", exact=False)
+    for _ in range(3):  # on a busy machine two clicks can arrive too far apart to count as a double-click
+        page.mouse.dblclick(area["x"] + 5, area["y"] + 5)
+        try:
+            cleared.wait_for(timeout=20_000)
+            break
+        except Exception:  # noqa: BLE001
+            continue
+    cleared.wait_for(timeout=1_000)
+
+
+def test_click_selects_a_point_adds_and_clears(server, page):
+    _click_select_a_point(page, server)
     page.get_by_text("its nearest images in latent space").wait_for(timeout=60_000)
     page.get_by_text("Add to selection").click()
     page.wait_for_timeout(1500)  # let the toggle's rerun finish before the next click
@@ -207,6 +226,12 @@ def test_click_selects_a_point_adds_and_clears(server, page):
     page.get_by_text("2 selected", exact=False).first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Clear selection").click()
     page.get_by_text("Click a point or draw a box", exact=False).wait_for(timeout=60_000)
+
+
+def test_double_click_clears_in_click_mode(server, page):
+    _click_select_a_point(page, server)
+    page.wait_for_timeout(1000)  # the selection's rerun settles before the double-click
+    _double_click_clears(page)
 
 
 def test_zoom_survives_a_selection_and_double_click_clears(server, page):
@@ -222,13 +247,4 @@ def test_zoom_survives_a_selection_and_double_click_clears(server, page):
     page.wait_for_timeout(1000)  # any redraw of the chart would have reset the axes by now
     rng = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.xaxis.range")
     assert abs(rng[0] + 4) < 1e-6 and abs(rng[1] - 4) < 1e-6, rng
-    area = plot_area(page)
-    cleared = page.get_by_text("Click a point or draw a box", exact=False)
-    for _ in range(3):  # on a busy machine two clicks can arrive too far apart to count as a double-click
-        page.mouse.dblclick(area["x"] + 5, area["y"] + 5)
-        try:
-            cleared.wait_for(timeout=20_000)
-            break
-        except Exception:  # noqa: BLE001
-            continue
-    cleared.wait_for(timeout=1_000)
+    _double_click_clears(page)
