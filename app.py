@@ -3,12 +3,15 @@
 import streamlit as st
 
 from explorer import settings
-from explorer.ui import auth, compare, export, features, fidelity, insight, metrics_page, upload, views
+from explorer.ui import auth, compare, export, features, fidelity, insight, links, metrics_page, upload, views
 from explorer.workspace import freeze_long_lived, tune_allocator
 
 tune_allocator()  # before the first map: big freed blocks go back to the system (see there)
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")
 auth.require_login()  # nothing unless the host put [auth] in the app's secrets (docs/DEPLOY.md)
+
+links.begin_run()  # every part of the page stages its share of the address; one write at the end
+links.history_guard()  # browser history: one entry per step a person takes (see explorer/ui/links.py)
 
 decode = st.Page(views.decode_view, title="Map & decode", url_path="decode", default=True)
 
@@ -39,4 +42,5 @@ pages = {
     ],
 }
 st.navigation(pages, position="top").run()
+links.flush()
 freeze_long_lived()  # after a run that imported something: keeps Streamlit's collection after each run cheap

@@ -147,7 +147,18 @@ def checkpoint_bytes(
     }
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "explorer": json.dumps(doc, sort_keys=True)}
-    return st_save(state, metadata=meta)
+    return _canonical(st_save(state, metadata=meta))
+
+
+def _canonical(raw: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: safetensors writes the metadata in hash-map order, which
+    differs between runs, and a checkpoint is named by the SHA-256 of its bytes (an upload's link, the caches).
+    Tensor offsets count from the end of the header, so a header of another length changes nothing else."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the data stays 8-byte aligned, as safetensors writes it
+    return len(text).to_bytes(8, "little") + text + raw[8 + n :]
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:

@@ -15,6 +15,10 @@ number the app's "Go to" and the map's hover show.
   ``projector_config.json`` naming them.
 - ``selection_png``: the selected images beside their reconstructions; the mosaic has its own
   ``Mosaic.png`` (explorer.mosaic).
+
+Every table and map says where it came from (``Provenance``): the checkpoint and its SHA-256, the dataset,
+split and image count, the projection and its parameters, and the explorer's version; in the Parquet
+schema's metadata, in comment lines above the CSV header, in the HTML page and in the Projector bundle.
 """
 
 from __future__ import annotations
@@ -46,6 +50,46 @@ class ExportError(ExplorerError):
     """Data that cannot be written in the asked format."""
 
 
+def explorer_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("latent-explorer")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an exported map came from; ``fields()`` is what every file records."""
+
+    checkpoint: str
+    checkpoint_sha256: str
+    dataset: str  # e.g. "fashion-mnist:test"
+    images: int
+    projection: dict[str, Any]  # method, dimensions and the parameters that made the layout
+    version: str = field(default_factory=explorer_version)
+
+    def fields(self) -> dict[str, Any]:
+        name, _, split = self.dataset.partition(":")
+        return {
+            "checkpoint": self.checkpoint,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "dataset": name,
+            "split": split or None,
+            "images": self.images,
+            "projection": self.projection,
+            "explorer_version": self.version,
+        }
+
+    def json(self) -> str:
+        return json.dumps(self.fields(), sort_keys=True)
+
+    def lines(self) -> list[str]:
+        """One "key: value" line each, for comments and pages."""
+        return [f"{k}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in self.fields().items()]
+
+
 @dataclass(frozen=True, eq=False)  # arrays have no single truth value to compare by
 class MapTable:
     """The per-image numbers of one map, in map order."""
@@ -56,6 +100,8 @@ class MapTable:
     class_names: list[str]
     recon_error: np.ndarray  # (N,)
     stats: dict[str, np.ndarray] = field(default_factory=dict)  # the model's per-image statistics, each (N,)
+    sigma: np.ndarray | None = None  # (N, L) a VAE's posterior standard deviations, beside the means (latents)
+    provenance: Provenance | None = None
 
     def __post_init__(self) -> None:
         n = len(self.embedding)
@@ -67,13 +113,18 @@ class MapTable:
             raise ExportError(
                 f"latents must be (N, L) and the map (N, 2|3); got {self.latents.shape}, {self.embedding.shape}"
             )
+        if self.sigma is not None and self.sigma.shape != self.latents.shape:
+            raise ExportError(f"sigma must be (N, L) like the latents {self.latents.shape}; got {self.sigma.shape}")
 
     @classmethod
-    def from_map(cls, md: MapData) -> MapTable:
+    def from_map(
+        cls, md: MapData, *, sigma: np.ndarray | None = None, provenance: Provenance | None = None
+    ) -> MapTable:
         enc = md.encoded
         return cls(
-            md.projection.embedding, enc.latents, md.labels, list(md.class_names), enc.recon_error, dict(enc.stats)
-        )
+            md.projection.embedding, enc.latents, md.labels, list(md.class_names), enc.recon_error, dict(enc.stats),
+            sigma, provenance,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.embedding)
@@ -95,25 +146,37 @@ class MapTable:
         latents = np.asarray(self.latents, dtype=np.float32)
         for d in range(latents.shape[1]):
             out[f"latent_{d}"] = latents[:, d]
+        if self.sigma is not None:  # a VAE: latent_d is the posterior mean, sigma_d its standard deviation
+            sigma = np.asarray(self.sigma, dtype=np.float32)
+            for d in range(sigma.shape[1]):
+                out[f"sigma_{d}"] = sigma[:, d]
         return out
 
 
 def _arrow(table: MapTable) -> pa.Table:
     import pyarrow as pa
 
-    return pa.table(table.columns())
+    arrow = pa.table(table.columns())
+    if table.provenance is not None:
+        arrow = arrow.replace_schema_metadata({"explorer": table.provenance.json()})
+    return arrow
 
 
 def csv_bytes(table: MapTable) -> bytes:
-    """A header row and one row per image (pyarrow's writer: 10,000 x 1,000 columns in about a second)."""
+    """Comment lines ("# key: value") saying where the map came from, a header row and one row per image
+    (pyarrow's writer: 10,000 x 1,000 columns in about a second). Readers skip the comments with e.g.
+    ``pandas.read_csv(path, comment="#")``."""
     import pyarrow.csv as pacsv
 
     buf = io.BytesIO()
+    if table.provenance is not None:
+        buf.write("".join(f"# {line}\n" for line in table.provenance.lines()).encode("utf-8"))
     pacsv.write_csv(_arrow(table), buf)
     return buf.getvalue()
 
 
 def parquet_bytes(table: MapTable) -> bytes:
+    """The table as Parquet (zstd); the provenance is the schema's ``explorer`` metadata, as JSON."""
     import pyarrow.parquet as pq
 
     buf = io.BytesIO()
@@ -121,19 +184,55 @@ def parquet_bytes(table: MapTable) -> bytes:
     return buf.getvalue()
 
 
-def map_html(figure: dict, *, title: str) -> bytes:
+# In the saved page: a hovered point shows its image, cut from sprite sheets carried inside the file.
+_HOVER_JS = """
+(function () {
+  const gd = document.getElementById('{plot_id}');
+  const set = JSON.parse(document.getElementById('lx-sprites').textContent);
+  const sheets = set.sheets.map((src) => { const img = new Image(); img.src = src; return img; });
+  const box = document.createElement('canvas');
+  Object.assign(box.style, { position: 'fixed', display: 'none', pointerEvents: 'none', zIndex: 1000,
+    imageRendering: 'pixelated', border: '1px solid #999', background: 'white' });
+  document.body.appendChild(box);
+  gd.on('plotly_hover', (e) => {
+    const p = e.points[0], id = Number(Array.isArray(p.customdata) ? p.customdata[0] : p.customdata);
+    if (!(id >= 0 && id < set.n)) return;
+    const img = sheets[Math.floor(id / set.per)], cell = id % set.per;
+    const scale = Math.max(1, Math.round(112 / set.h));
+    box.width = set.w * scale; box.height = set.h * scale;
+    const ctx = box.getContext('2d'); ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(img, (cell % set.cols) * set.w, Math.floor(cell / set.cols) * set.h, set.w, set.h, 0, 0, box.width, box.height);
+    const x = e.event ? e.event.clientX : 0, y = e.event ? e.event.clientY : 0;
+    box.style.left = Math.max(4, x - box.width - 18) + 'px';
+    box.style.top = Math.max(4, y - box.height - 12) + 'px';
+    box.style.display = 'block';
+  });
+  gd.on('plotly_unhover', () => { box.style.display = 'none'; });
+})();
+"""
+
+
+def map_html(
+    figure: dict, *, title: str, provenance: Provenance | None = None, sprites: imaging.SpriteSheets | None = None
+) -> bytes:
     """The map figure as one self-contained HTML page (plotly.js inline: it works without a network).
 
-    In the app a drag selects images; in the file it zooms, which is what a reader of a saved map wants."""
+    In the app a drag selects images; in the file it zooms, which is what a reader of a saved map wants.
+    ``sprites`` (the mapped images, ``explorer.images.sprite_sheets``) travel inside the page, so a hovered point
+    shows its image; ``provenance`` is written under the map and into a ``<meta>`` element."""
+    import base64
+
     import plotly.io as pio
 
     layout = dict(figure.get("layout", {}))
     layout.pop("images", None)  # a mosaic picture belongs to the live app; it would double the file
+    layout.pop("meta", None)
     layout.update(
         title={"text": title, "font": {"size": 15}},
         height=None,  # fill the browser window instead of the app's column
         autosize=True,
-        margin={**layout.get("margin", {}), "t": 50},
+        # room for the axes' tick labels (the app hides them in a narrow margin)
+        margin={**layout.get("margin", {}), "t": 50, "l": 60, "b": max(50, layout.get("margin", {}).get("b", 0))},
     )
     if layout.get("dragmode") in ("select", "pan", "lasso"):
         layout["dragmode"] = "zoom"
@@ -142,20 +241,38 @@ def map_html(figure: dict, *, title: str) -> bytes:
         include_plotlyjs=True,
         full_html=True,
         default_width="100%",
-        default_height="100vh",
+        default_height="calc(100vh - 60px)" if provenance is not None else "100vh",
         config={"displaylogo": False, "responsive": True, "scrollZoom": True},
+        post_script=_HOVER_JS if sprites is not None else None,
     )
     # the page's own title, so a browser tab shows what the map is of; the charset first, since titles and class
     # names may be any text (plotly.py writes the declaration in recent versions only)
     head = f"<title>{_escape_html(title)}</title>"
     if "charset" not in html[: html.find("</head>")]:
         head = '<meta charset="utf-8" />' + head
+    if provenance is not None:
+        head += f'<meta name="explorer-provenance" content="{_escape_html(provenance.json(), quotes=True)}" />'
     html = html.replace("<head>", "<head>" + head, 1)
+    body = ""
+    if sprites is not None:
+        data = {
+            "sheets": ["data:image/png;base64," + base64.b64encode(s).decode("ascii") for s in sprites.sheets],
+            "per": sprites.per_sheet, "cols": sprites.cols, "h": sprites.cell_h, "w": sprites.cell_w,
+            "n": sprites.count,
+        }  # fmt: skip
+        # before the plot's own script (which runs the hover script): JSON cannot end a <script> element early
+        payload = json.dumps(data).replace("</", "<\\/")
+        body += f'<script type="application/json" id="lx-sprites">{payload}</script>'
+    if provenance is not None:
+        text = " · ".join(_escape_html(line) for line in provenance.lines())
+        body += f'<p style="font: 12px sans-serif; color: #555; margin: 4px 12px">{text}</p>'
+    html = html.replace("<body>", "<body>" + body, 1) if "<body>" in html else html
     return html.encode("utf-8")
 
 
-def _escape_html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _escape_html(text: str, *, quotes: bool = False) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace('"', "&quot;") if quotes else text
 
 
 # ------------------------------------------------------------------------------------ Embedding Projector
@@ -242,8 +359,11 @@ def projector_files(table: MapTable, pictures: np.ndarray, *, name: str) -> dict
             }
         ]
     }
+    made = "".join(f"  {line}\n" for line in table.provenance.lines()) if table.provenance is not None else ""
     readme = (
-        f"{name}: {n:,} images, {dims} latent dimensions, exported by the latent space explorer.\n\n"
+        f"{name}: {n:,} images, {dims} latent dimensions, exported by the latent space explorer.\n"
+        + (f"\nWhere it came from:\n{made}" if made else "")
+        + "\n"
         "vectors.tsv            one line per image, its latent coordinates separated by tabs\n"
         "metadata.tsv           index, label, class, reconstruction error (first line: the header)\n"
         f"sprite.png             every image on a {art.per_row} x {art.per_row} grid of "

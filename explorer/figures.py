@@ -32,9 +32,10 @@ def map_figure(
     color: np.ndarray | None = None,
     color_title: str = "",
     title: str = "",
-    height: int = 620,
+    height: int | None = 620,
     revision: str = "map",
     click: bool = False,
+    meta: str | None = None,
 ) -> dict:
     """Scatter of the mapped points, one trace per class; the global row id of each point is its customdata.
 
@@ -42,7 +43,8 @@ def map_figure(
     the class traces stay, so the legend still names and filters classes. Selected points keep
     their look and the rest fade: Plotly styles a selection itself, so selecting never changes
     the figure and Streamlit never re-sends it. ``revision`` (``uirevision``) keeps zoom, pan and
-    legend filters across reruns for as long as it stays the same.
+    legend filters across reruns for as long as it stays the same. ``height`` None: as high as the page
+    makes the chart. ``meta`` names the sprite sheets a page shows hovered images from (``layout.meta.lx``).
     """
     dims = embedding.shape[1]
     kind = "scattergl" if dims == 2 else "scatter3d"
@@ -67,14 +69,22 @@ def map_figure(
                 }  # fmt: skip
             hover = f"<b>{name}</b><br>index %{{customdata}}<br>{color_title} %{{marker.color:.4g}}<extra></extra>"
         trace: dict[str, Any] = {
-            "type": kind, "mode": "markers", "name": name, "marker": marker,
+            "type": kind, "mode": "markers", "name": name, "marker": marker, "legendgroup": name,
             "customdata": rows.astype(np.int32), "hovertemplate": hover, **coords(embedding, rows),
         }  # fmt: skip
+        if values is not None:
+            # the points wear the value's colours: the legend names each class with a neutral dot of its
+            # own (a point-less trace of the same group), so a click still hides or shows that class
+            trace["showlegend"] = False
+            traces.append({
+                "type": kind, "mode": "markers", "name": name, "legendgroup": name, "hoverinfo": "skip",
+                "marker": {"size": 7, "color": "#9a9a9a"}, "x": [None], "y": [None], **({"z": [None]} if dims == 3 else {}),
+            })  # fmt: skip
         if dims == 2:  # Plotly's own selection look (3-D traces have no selection state)
             trace["selected"] = {"marker": {"opacity": 1.0}}
             trace["unselected"] = {"marker": {"opacity": 0.12}}
         traces.append(trace)
-    layout = {
+    layout: dict[str, Any] = {
         "height": height,
         "margin": {"l": 10, "r": 10, "t": 40 if title else 10, "b": 70 if values is not None else 10},
         "title": {"text": title, "font": {"size": 14}} if title else None,
@@ -90,6 +100,11 @@ def map_figure(
         "yaxis": {"showgrid": False, "zeroline": False, "title": None},
         "uirevision": revision,
     }
+    if height is None:
+        del layout["height"]
+        layout["autosize"] = True
+    if meta is not None:
+        layout["meta"] = {"lx": meta}
     if dims == 3:  # Plotly's default camera sits close enough to crop a UMAP's far clusters
         axis = {"title": {"text": ""}, "showspikes": False}
         layout["scene"] = {
@@ -130,3 +145,20 @@ def overlay_trace(points: np.ndarray, kind: str, *, name: str, labels: list[str]
         trace.update(mode="markers", marker={"size": 16, "symbol": "star" if dims == 2 else "diamond", "color": OVERLAY["spot"],
                                              "line": {"width": 1, "color": "white"}})  # fmt: skip
     return trace
+
+
+def with_view(figure: dict, view: Any) -> dict:
+    """A copy of a map figure that opens on ``view`` (``explorer.ui.map_bridge.View``: a 2-D zoom, a 3-D camera,
+    hidden classes by name). Plotly keeps later zooms itself (``uirevision``), so the figure stays the same."""
+    hidden = set(view.hidden)
+    traces = [{**t, "visible": "legendonly"} if t.get("name") in hidden else t for t in figure["data"]]
+    layout = dict(figure["layout"])
+    if view.range is not None and "scene" not in layout:
+        x0, x1, y0, y1 = view.range
+        layout["xaxis"] = {**layout.get("xaxis", {}), "range": [x0, x1], "autorange": False}
+        layout["yaxis"] = {**layout.get("yaxis", {}), "range": [y0, y1], "autorange": False}
+    if view.camera is not None and "scene" in layout:
+        e, c, u = view.camera[:3], view.camera[3:6], view.camera[6:]
+        xyz = lambda v: {"x": v[0], "y": v[1], "z": v[2]}  # noqa: E731
+        layout["scene"] = {**layout["scene"], "camera": {"eye": xyz(e), "center": xyz(c), "up": xyz(u)}}
+    return {"data": traces, "layout": layout}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -151,4 +152,76 @@ def captioned_grid(images: np.ndarray, captions: list[str], cols: int, *, scale:
         x, y = (i % cols) * (w + pad), (i // cols) * (h + text_h + pad)
         canvas.paste(Image.fromarray(tile), (x, y))
         draw.text((x + 1, y + h + 1), caption, fill=(40, 40, 40), font=font)
+    return np.asarray(canvas)
+
+
+SPRITE_CELLS = 1024  # thumbnails per sprite sheet: a 32 x 32 grid
+SPRITE_SIDE = 32  # thumbnails larger than this are shrunk to fit (hover previews, not close-ups)
+
+
+@dataclass(frozen=True)
+class SpriteSheets:
+    """Thumbnails of every mapped image, packed into PNG sheets a page can fetch once and cut from.
+
+    Image ``i`` is cell ``i % per_sheet`` of sheet ``i // per_sheet``, at column ``cell % cols`` and row
+    ``cell // cols``; every cell is ``cell_h`` x ``cell_w`` pixels."""
+
+    sheets: tuple[bytes, ...]
+    per_sheet: int
+    cols: int
+    cell_h: int
+    cell_w: int
+    count: int = 0  # images in all
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(s) for s in self.sheets)
+
+
+def sprite_sheets(images: np.ndarray, *, per_sheet: int = SPRITE_CELLS, side: int = SPRITE_SIDE) -> SpriteSheets:
+    """uint8 images (N, H, W[, C]) -> PNG sprite sheets (see ``SpriteSheets``). Images larger than ``side`` are
+    shrunk by an integer factor (block means), so a 28-pixel digit keeps every pixel and a 64-pixel photo
+    travels at 32."""
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or not len(images):
+        raise ImageError(f"sprite sheets need uint8 images (N, H, W[, C]), got {images.dtype} {images.shape}")
+    if images.ndim == 4 and images.shape[3] == 1:
+        images = images[..., 0]
+    n, h, w = images.shape[:3]
+    f = max(1, -(-max(h, w) // side))  # integer shrink factor
+    cols = int(np.ceil(np.sqrt(per_sheet)))
+    ch, cw = h // f, w // f
+    sheets = []
+    for start in range(0, n, per_sheet):
+        block = images[start : start + per_sheet]
+        if f > 1:  # block means over f x f pixels
+            block = block[:, : ch * f, : cw * f].reshape(len(block), ch, f, cw, f, *block.shape[3:]).mean(axis=(2, 4))
+            block = block.round().astype(np.uint8)
+        rows = -(-len(block) // cols)
+        canvas = np.zeros((rows * cols, ch, cw, *block.shape[3:]), np.uint8)
+        canvas[: len(block)] = block
+        # (rows, cols, ch, cw[, 3]) -> (rows * ch, cols * cw[, 3])
+        canvas = canvas.reshape(rows, cols, ch, cw, *block.shape[3:]).swapaxes(1, 2)
+        sheets.append(png_bytes(canvas.reshape(rows * ch, cols * cw, *block.shape[3:]), fast=True))
+    return SpriteSheets(tuple(sheets), per_sheet, cols, ch, cw, n)
+
+
+def labelled_rows(images: np.ndarray, labels: list[str], cols: int, *, scale: int = 2, pad: int = 2) -> np.ndarray:
+    """Rows of ``cols`` tiles, each row with its label on the left, on white: (H', W', 3) uint8. For traversal
+    grids, where a row is one latent dimension and the label says which."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = len(labels)
+    if len(images) != rows * cols:
+        raise ImageError(f"{len(images)} images do not make {rows} rows of {cols}")
+    body = grid(images, cols=cols, pad=pad, scale=_check_scale(scale))  # (H', W', 3)
+    tile_h = images.shape[1] * scale
+    font = ImageFont.load_default()
+    text_w = max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(label, font=font)) for label in labels) + 8
+    canvas = Image.new("RGB", (text_w + body.shape[1], body.shape[0]), "white")
+    canvas.paste(Image.fromarray(body), (text_w, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, label in enumerate(labels):
+        draw.text((2, r * (tile_h + pad) + tile_h // 2 - 6), label, fill=(40, 40, 40), font=font)
     return np.asarray(canvas)

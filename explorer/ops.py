@@ -154,6 +154,21 @@ def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -
     return np.concatenate(recons), np.concatenate(errors).astype(np.float32)
 
 
+@torch.no_grad()
+def posterior_sigma(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+    """A variational model's posterior standard deviations of uint8 images, (N, L) float32; None for other models."""
+    posterior = getattr(model, "posterior", None)
+    if not model.has_prior or posterior is None:
+        return None
+    x_all = to_float(np.asarray(images))
+    parts = [np.zeros((0, model.latent_dim), np.float32)]
+    for i in range(0, len(x_all), max(1, int(batch_size))):
+        xb = torch.from_numpy(x_all[i : i + batch_size]).to(model.device, dtype=model.dtype)
+        _, logvar = posterior(xb)
+        parts.append((0.5 * logvar.float()).exp().cpu().numpy())
+    return np.concatenate(parts)
+
+
 # ----------------------------------------------------------------------------------- sampling
 
 
@@ -376,6 +391,33 @@ def traverse_range(
     std = std if std > _EPS else 1.0  # a constant dim still gets a visible sweep
     mean = float(col.mean())
     return np.linspace(mean - spread * std, mean + spread * std, n).astype(np.float32)
+
+
+def traverse_all(
+    latents: np.ndarray, z: np.ndarray, dims: list[int], n: int = 9, *, sparse: bool = False
+) -> np.ndarray:
+    """One traversal per dimension in ``dims`` of the code z (L,): (len(dims) * n, L) float32, dimension by
+    dimension, each over ``traverse_range`` of the data's latents (N, L). Decoded and laid out n to a row, the
+    rows show what each dimension does to this image."""
+    rows = [traverse(z, d, traverse_range(latents, d, n=n, sparse=sparse)) for d in dims]
+    return np.concatenate(rows) if rows else np.zeros((0, len(np.asarray(z))), np.float32)
+
+
+@torch.no_grad()
+def kl_per_dimension(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
+    """A variational model's KL(q(z|x) || N(0, I)) of each latent dimension in nats, averaged over uint8 images:
+    (L,) float64; None for other models. Dimensions near 0 carry no information about the image (they
+    collapsed to the prior); the sum is the model's mean KL."""
+    posterior = getattr(model, "posterior", None)
+    if not model.has_prior or posterior is None:
+        return None
+    x_all = to_float(np.asarray(images))
+    total = np.zeros(model.latent_dim)
+    for i in range(0, len(x_all), max(1, int(batch_size))):
+        xb = torch.from_numpy(x_all[i : i + batch_size]).to(model.device, dtype=model.dtype)
+        mu, logvar = (t.double() for t in posterior(xb))
+        total += (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().numpy()  # (L,)
+    return total / max(1, len(x_all))
 
 
 # ----------------------------------------------------------------------------------- nearest neighbours

@@ -313,6 +313,72 @@ def png_size(image: np.ndarray) -> int:
     return len(buf.getvalue())
 
 
+def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+    """One uint8 image (H, W) or (H, W, 3) as a baseline JPEG of ``quality`` (1-100), chroma at full resolution."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="JPEG", quality=int(quality), subsampling=0)
+    return buf.getvalue()
+
+
+def jpeg_payload(data: bytes) -> int:
+    """Bytes of a JPEG's entropy-coded image data: the file without its headers and tables (which a store of
+    many images would share, as the quantized codes share their range table)."""
+    i = 2  # after SOI
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            break
+        marker, length = data[i + 1], int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: the coded data follows its header, up to the EOI marker
+            return max(0, len(data) - (i + 2 + length) - 2)
+        i += 2 + length
+    return len(data)
+
+
+@dataclass(frozen=True)
+class JpegMatch:
+    """JPEG at the quality that matches, image by image, a target PSNR."""
+
+    file_bytes: float  # mean bytes per image, whole files
+    payload_bytes: float  # mean bytes per image of coded data only (tables shared)
+    psnr: float  # mean PSNR (dB) of the JPEGs chosen
+    quality: float  # mean quality chosen
+    short: int  # images no quality reached the target on (kept at quality 100)
+
+
+def jpeg_at_psnr(images: np.ndarray, targets: np.ndarray) -> JpegMatch:
+    """For each uint8 image, the lowest JPEG quality whose PSNR reaches that image's target (dB), by bisection."""
+    from PIL import Image
+
+    x = _batch(images)
+    files, payloads, scores, qualities, short = [], [], [], [], 0
+    for image, target in zip(x, np.asarray(targets, np.float64)):
+        lo, hi, best = 1, 100, None
+        while lo <= hi:
+            q = (lo + hi) // 2
+            data = jpeg_bytes(image, q)
+            decoded = np.asarray(Image.open(io.BytesIO(data)))
+            score = float(_db(np.array([np.mean((_unit(image) - _unit(decoded)) ** 2)]))[0])
+            if score >= target:
+                best, hi = (q, data, score), q - 1
+            else:
+                lo = q + 1
+        if best is None:  # even quality 100 falls short of the code's PSNR
+            short += 1
+            data = jpeg_bytes(image, 100)
+            decoded = np.asarray(Image.open(io.BytesIO(data)))
+            best = (100, data, float(_db(np.array([np.mean((_unit(image) - _unit(decoded)) ** 2)]))[0]))
+        q, data, score = best
+        files.append(len(data))
+        payloads.append(jpeg_payload(data))
+        scores.append(score)
+        qualities.append(q)
+    return JpegMatch(
+        float(np.mean(files)), float(np.mean(payloads)), mean_db(np.asarray(scores)), float(np.mean(qualities)), short
+    )
+
+
 @dataclass(frozen=True)
 class CodeSizes:
     """Bytes per image of one code in each storage, and of the image itself (raw, uncompressed)."""
@@ -365,6 +431,7 @@ class Compression:
     psnr: dict[str, float]  # storage name -> mean per-image PSNR (dB) of the decoded images
     examples: dict[str, np.ndarray] = field(default_factory=dict)  # storage name -> uint8 decoded images
     sparse: float | None = None  # mean bytes as (index, float16) pairs, for models with sparse codes
+    jpeg: JpegMatch | None = None  # JPEG at each image's PSNR from its quantized code
 
 
 STORAGES = ("float32", "float16", "quantized")  # the keys of Compression.psnr and .examples
@@ -379,12 +446,14 @@ def compression(
     bits: int = 8,
     examples: int = 8,
     sparse: bool = False,
+    jpeg: bool = True,
 ) -> Compression:
     """Encode uint8 ``images``, store each code as float32 (reference), float16 and ``bits``-bit integers on the
     per-dimension range [lo, hi] (from the dataset's codes, see ``latent_range``), decode each, and measure PSNR.
 
     ``examples``: how many decoded images of each storage to keep, for showing. ``sparse``: also count the
-    (index, value) storage of a sparse model's codes."""
+    (index, value) storage of a sparse model's codes. ``jpeg``: also find, image by image, the JPEG quality that
+    gives the PSNR of its ``bits``-bit code, and what those JPEGs weigh (``jpeg_at_psnr``)."""
     from explorer.ops import decode
 
     x = _batch(images)
@@ -396,10 +465,11 @@ def compression(
         "float16": z.astype(np.float16).astype(np.float32),  # overflow past 65504 becomes inf: refused by decode
         "quantized": dequantize(quantize(z, lo, hi, bits=bits), lo, hi, bits=bits),
     }
-    scores, kept = {}, {}
+    scores, kept, each = {}, {}, {}
     for name, code in codes.items():
         decoded = decode(model, code)  # uint8 like x
-        scores[name] = mean_db(psnr_each(x, decoded))
+        each[name] = psnr_each(x, decoded)
+        scores[name] = mean_db(each[name])
         kept[name] = decoded[:examples]
     c, h, w = (1 if x.ndim == 3 else 3), x.shape[1], x.shape[2]
     return Compression(
@@ -409,4 +479,5 @@ def compression(
         psnr=scores,
         examples=kept,
         sparse=sparse_bytes(z) if sparse else None,
+        jpeg=jpeg_at_psnr(x, each["quantized"]) if jpeg else None,
     )

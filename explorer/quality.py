@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-QUALITY_VERSION = 1  # bump when a figure is computed differently: old cached reports are then ignored
+QUALITY_VERSION = 2  # bump when a figure is computed differently: old cached reports are then ignored
 PCA_CURVE = (1, 2, 4, 8, 16, 32, 64, 128)
 SPLITS = ("test", "train")
 EXACT_PCA_MAX_DIM = 4096  # up to here PCA is the eigendecomposition of the full covariance (D x D float64)
@@ -212,6 +212,8 @@ FIGURES = (
     ("knn_accuracy", "5-NN accuracy", "pca_knn_accuracy"),
     ("probe_accuracy", "linear probe accuracy", "pca_probe_accuracy"),
     ("kl", "KL (nats)", None),
+    ("elbo", "ELBO (nats per image)", None),
+    ("log_likelihood", "log-likelihood, importance-sampled (nats)", None),
     ("active_units", "active units", None),
     ("l0", "L0 (active features)", None),
     ("dead_fraction", "dead features", None),
@@ -219,7 +221,10 @@ FIGURES = (
     ("ood_auroc", "outlier AUROC", None),
 )
 # what a report says about how it was made, beside the figures in its JSON
-CONTEXT_KEYS = ("dataset", "split", "images", "train_images", "pca_train_images", "ood", "ood_images", "seconds")
+CONTEXT_KEYS = (
+    "dataset", "split", "images", "train_images", "pca_train_images", "ood", "ood_images", "seconds",
+    "likelihood_k", "likelihood_images",
+)  # fmt: skip
 
 
 @dataclass
@@ -277,7 +282,7 @@ def model_quality(
 
     from explorer.anomaly import auroc
     from explorer.data import to_float
-    from explorer.metrics import per_image, summarize
+    from explorer.metrics import LIKELIHOOD_SAMPLES, per_image, summarize, vae_likelihood
 
     if len(evaluated) < 2:
         raise MetricsError(f"{evaluated.name} has {len(evaluated)} image(s); metrics need at least 2")
@@ -292,9 +297,15 @@ def model_quality(
     run = per_image(model, tensor(evaluated))
     summary = summarize(model, run)
     figures: dict[str, float | int | None] = {"recon_mse": summary["mse"], "recon_bce": summary["bce"]}
-    if model.has_prior:  # a posterior against a prior: its KL, and which units it uses
+    likelihood = None
+    if model.has_prior:  # a posterior against a prior: its KL, which units it uses, and the likelihood
         figures["kl"] = summary.get("kl")
         figures["active_units"] = active_units(run.codes, threshold=options.active_threshold)
+        progress(0.2, f"importance-sampled likelihood (k = {LIKELIHOOD_SAMPLES})")
+        likelihood = vae_likelihood(model, tensor(evaluated))
+        if likelihood is not None:
+            figures["elbo"] = likelihood["elbo"]
+            figures["log_likelihood"] = likelihood["log_likelihood"]
     if model.sparse_codes:
         figures.update(sparsity(run.codes, dense_threshold=options.dense_threshold))
     # the fair PCA keeps as many numbers per image as the model does (an SAE: its mean L0, rounded up)
@@ -321,6 +332,8 @@ def model_quality(
     figures["pca_probe_accuracy"] = probe_accuracy(ref_pca, y_ref, eval_pca, y_eval)
 
     context: dict[str, Any] = {"images": len(evaluated), "train_images": len(reference)}
+    if likelihood is not None:
+        context.update(likelihood_k=likelihood["likelihood_k"], likelihood_images=likelihood["likelihood_images"])
     context["pca_train_images"] = len(pca_train)
     if outliers is not None:
         progress(0.95, f"scoring {len(outliers):,} {outliers.name} images")

@@ -214,6 +214,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
             print(f"resuming from {resume_file} after epoch {start_epoch}")
     elif cfg.resume and rank == 0:
         print(f"--resume: no {resume_file}; starting from scratch")
+    if start_epoch == 0:
+        model.init_from_data(x_train[:10_000].to(device))  # the same images on every rank: the same start
 
     counters = {k: v.to(device) for k, v in counters.items()}
     since_fired = counters.get("since_fired")  # the same tensor: updated in place, saved with counters

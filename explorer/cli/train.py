@@ -32,9 +32,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "yes", "1", "on")
+
+
 def _parser_type(hint: Any) -> Callable[[str], Any] | None:
     if hint in (int, float, str):
         return hint
+    if hint is bool:
+        return _yes_no
     if typing.get_origin(hint) is tuple:
         return lambda s: tuple(int(v) for v in s.split(",") if v.strip())
     return None

@@ -248,12 +248,9 @@ def _import(
 def _import_onnx(
     files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
 ) -> tuple[Autoencoder, ImportReport]:
-    import functools
-
-    from explorer.importers.infer import sample_images
     from explorer.importers.onnx import import_onnx
 
-    return import_onnx(files, options, sample or functools.partial(sample_images, options.dataset))
+    return import_onnx(files, options, sample)
 
 
 def _import_keras(name: str, data: bytes, options: ImportOptions) -> tuple[Autoencoder, ImportReport]:

@@ -67,6 +67,51 @@ def sample_dataset(
     return _sample(dataset, (int(input_shape[0]), int(input_shape[1]), int(input_shape[2])), n)
 
 
+def sample_sets(
+    dataset: str | None, input_shape: tuple[int, int, int], *, n: int = SAMPLE_SIZE
+) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """The image sets a model file's open choices are tried on: ``[(dataset name, images)]`` and why a dataset
+    gave none. ``dataset`` named: that one alone (its DatasetError raised). Else every built-in dataset, the
+    likeliest for this input shape first: a model reconstructs the data it was trained on best, so the set
+    with the lowest error tells which that was (``choose_dataset``)."""
+    from explorer.data import dataset_names
+
+    if dataset:
+        return [(dataset, sample_dataset(dataset, input_shape, n=n)[1])], []
+    order = list(default_datasets(input_shape)) + [d for d in dataset_names() if d not in default_datasets(input_shape)]
+    sets, reasons = [], []
+    for name in order:
+        try:
+            sets.append((name, sample_dataset(name, input_shape, n=n)[1]))
+        except DatasetError as exc:
+            reasons.append(f"{name}: {str(exc).rstrip('.')}")
+    return sets, reasons
+
+
+def choose_dataset(errors: dict[str, float], named: str | None = None) -> Decision | None:
+    """The dataset decision from each tried set's best reconstruction error ({name: MSE}, in trial order)."""
+    if named:
+        return Decision("dataset", named, "user")
+    if not errors:
+        return None
+    best = min(errors, key=errors.__getitem__)
+    rivals = {k: e for k, e in errors.items() if k != best}
+    if not rivals:
+        return Decision("dataset", best, "inferred", None, errors[best], None)
+    runner = min(rivals, key=rivals.__getitem__)
+    return Decision("dataset", best, "inferred", runner, errors[best], rivals[runner])
+
+
+def reconstruction_mse(model: Autoencoder, images: np.ndarray) -> float:
+    """Mean per-pixel squared error of the model's reconstructions of images (N, C, H, W) in [0, 1]."""
+    import torch
+
+    x = torch.tensor(images, dtype=model.dtype, device=model.device)
+    with torch.inference_mode():
+        error = float((model.reconstruct(x) - x).double().pow(2).mean())
+    return error if math.isfinite(error) else math.inf
+
+
 def sample_images(dataset: str | None, input_shape: tuple[int, int, int], *, n: int = SAMPLE_SIZE) -> np.ndarray:
     """``sample_dataset`` without the title: float32 (n, C, H, W) in [0, 1], a copy the caller may write to."""
     return sample_dataset(dataset, input_shape, n=n)[1].copy()
@@ -159,30 +204,40 @@ def settle_choices(
     sample: SampleImages | None = None,
     dataset: str | None = None,
 ) -> tuple[Autoencoder, list[Decision], list[str]]:
-    """``model`` with its open choices settled on sample images; one Decision per open choice, and remarks.
+    """``model`` with its open choices settled on sample images; one Decision per open choice, one for the
+    dataset (unless ``sample`` gives the images), and remarks.
 
-    Images come from ``sample`` when given, else from ``dataset`` (default: by input shape). When no images fit
-    and the user named no dataset, each open choice keeps the explorer's convention and says so ("assumed").
+    Images come from ``sample`` when given, else from ``dataset``, else from every built-in dataset: the
+    choices are tried on each, and the dataset whose best combination reconstructs best is kept with them
+    (a model file rarely says what it was trained on; its errors do). When no images fit and the user named
+    no dataset, each open choice keeps the explorer's convention and says so ("assumed").
     """
     names = [c for c in CHOICES if c in set(open_choices)]
-    if not names:
-        return model, [], []
+    sets: list[tuple[str, np.ndarray]]
+    reasons: list[str]
     try:
         if sample is not None:
             images = np.asarray(sample(model.input_shape), dtype=np.float32)
-            where = f"{len(images)} sample images"
+            sets, reasons, where = [("", images)], [], f"{len(images)} sample images"
         else:
-            title, images = sample_dataset(dataset, model.input_shape)
-            where = f"{len(images)} images of {title}"
-        if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape) or not len(images):
-            raise DatasetError(
-                f"the sample images are {'x'.join(map(str, images.shape))} but the model takes "
-                f"{'x'.join(map(str, model.input_shape))} images."
+            sets, reasons = sample_sets(dataset, model.input_shape)
+            where = f"{SAMPLE_SIZE} test images of " + (
+                sets[0][0] if len(sets) == 1 else f"each of {len(sets)} datasets"
             )
+        if not sets:
+            raise DatasetError("; ".join(reasons) or "no built-in dataset")
+        for _, images in sets:
+            if images.ndim != 4 or images.shape[1:] != tuple(model.input_shape) or not len(images):
+                raise DatasetError(
+                    f"the sample images are {'x'.join(map(str, images.shape))} but the model takes "
+                    f"{'x'.join(map(str, model.input_shape))} images."
+                )
     except DatasetError as exc:
         if dataset is not None:
             message = f"{str(exc).rstrip('.')}; choose another dataset to try the model on."
             raise OptionError(message, option="dataset") from None
+        if not names:
+            return model, [], []
         values = {c: str(getattr(model.config, c)) for c in names}
         assumed = ", ".join(f"{option_label(c)} {v}" for c, v in values.items())
         remark = (
@@ -190,16 +245,31 @@ def settle_choices(
             "compare a few reconstructions, or set these choices yourself"
         )
         return model, [Decision(c, v, "assumed") for c, v in values.items()], [remark]
-    chosen, decisions = infer_choices(model, images, names)
-    tried = math.prod(len(CANDIDATES[c]) for c in names)
-    remarks = [f"tried {tried} combinations of the choices the file leaves open on {where}"]
+    trials: dict[str, tuple[float, dict[str, str], list[Decision]]] = {}
+    for set_name, images in sets:
+        if names:
+            chosen, decisions = infer_choices(model, images, names)
+            trials[set_name] = (float(decisions[0].error or math.inf), chosen, decisions)
+        else:
+            trials[set_name] = (reconstruction_mse(model, images), {}, [])
+    errors = {k: v[0] for k, v in trials.items()}
+    best = min(errors, key=errors.__getitem__)
+    _, chosen, decisions = trials[best]
+    remarks = []
+    if names:
+        tried = math.prod(len(CANDIDATES[c]) for c in names)
+        remarks.append(f"tried {tried} combinations of the choices the file leaves open on {where}")
+    if sample is None and (picked := choose_dataset(errors, dataset)) is not None:
+        decisions = [*decisions, picked]
     for d in decisions:
+        if d.name == "dataset":
+            continue
         if d.error is not None and d.runner_up_error is not None and d.runner_up_error < CLOSE_CALL * d.error:
             remarks.append(
                 f"the sample barely tells {d.value} from {d.runner_up} for the {option_label(d.name)}; "
                 "compare a few reconstructions, or set it yourself"
             )
-    return with_choices(model, chosen), decisions, remarks
+    return (with_choices(model, chosen) if chosen else model), decisions, remarks
 
 
 def reconstruction_preview(model: Autoencoder, images: np.ndarray, *, n: int = 8) -> tuple[np.ndarray, ...]:

@@ -46,7 +46,15 @@ MAX_H5_FILE_BYTES = MAX_WEIGHT_BYTES + 64 * 2**20  # the weights plus HDF5 bookk
 MAX_METADATA_BYTES = 2**20
 # Layers that only move values around: an activation before them can be taken as the model's last.
 SHAPE_ONLY = ("reshape", "flatten")
-DECISION_ORDER = ["kind", "input_shape", "activation", "latent_activation", "output_activation", "input_range"]
+DECISION_ORDER = [
+    "kind",
+    "input_shape",
+    "activation",
+    "latent_activation",
+    "output_activation",
+    "input_range",
+    "dataset",
+]
 
 
 def _read_zip(data: bytes, name: str) -> tuple[dict[str, Any], bytes, dict[str, Any]]:

@@ -57,6 +57,7 @@ class Graph:
     batch: int  # 0: any
     outputs: list[tuple[str, tuple[int, ...]]]  # (name, dims) as the run on zeros produced them
     producer: str
+    ops: tuple[str, ...] = ()  # operator types of the top-level graph
 
     @classmethod
     def checked(cls, file: str, data: bytes) -> Graph:
@@ -69,11 +70,21 @@ class Graph:
             )
         shape = inputs[0]["shape"]  # the child refused open sizes other than the batch
         outputs = [(o["name"], tuple(o["run_shape"][1:])) for o in info["outputs"]]
-        return cls(file, data, inputs[0]["name"], tuple(shape[1:]), shape[0] or 0, outputs, str(info["producer"]))
+        ops = tuple(str(op) for op in info.get("ops", []) if isinstance(op, str))
+        return cls(file, data, inputs[0]["name"], tuple(shape[1:]), shape[0] or 0, outputs, str(info["producer"]), ops)
 
     def describe(self) -> str:
         outs = ", ".join(f"{quoted(name)} {fmt(dims)}" for name, dims in self.outputs)
         return f"{quoted(self.input)} {fmt(self.input_dims)} -> {outs}"
+
+
+def architecture(ops: tuple[str, ...]) -> str:
+    """A word for the network from its operators: what the sidebar says instead of a backbone name."""
+    if {"Conv", "ConvTranspose"} & set(ops):
+        return "convolutional"
+    if {"MatMul", "Gemm"} & set(ops):
+        return "dense"
+    return "graph"
 
 
 def fmt(dims: tuple[int, ...]) -> str:
@@ -91,7 +102,9 @@ def import_onnx(
     """An explorer model running the encoder and decoder graphs of two ONNX files, given in either order.
 
     ``sample(input_shape)`` gives images (N, C, H, W) in [0, 1] to settle the pixel scale on; without it the
-    decoder's output range on random latents decides, or the explorer's convention.
+    scale is tried on ``options.dataset``, or on every built-in dataset (the one reconstructed best becomes the
+    model's dataset); with no images at all, the decoder's output range on random latents decides, or the
+    explorer's convention.
     """
     if len(files) != 2:
         raise CheckpointError(f"an ONNX autoencoder comes as two files, an encoder and a decoder; {EXPORT_PAIR}")
@@ -127,11 +140,15 @@ def import_onnx(
     except ConfigError as exc:  # sizes the explorer cannot hold (a latent of 100,000 values...)
         raise CheckpointError(f"{encoder.file}, {decoder.file}: {exc}") from None
     model = OnnxAE.from_graphs(config, encoder=encoder.data, decoder=decoder.data)
-    x = sample_images(sample, shape, options, report)
-    if x is not None and layout.startswith("flat") and shape[0] == 3:
-        settle_channel_order(model, x, report)
-    settle_pixels(model, options, x, report)
+    settle_on_images(
+        model,
+        image_sets(sample, shape, options, report),
+        options,
+        report,
+        flat_rgb=layout.startswith("flat") and shape[0] == 3,
+    )
     report.shapes = {"encoder": encoder.describe(), "decoder": decoder.describe()}
+    report.architecture = architecture(encoder.ops + decoder.ops)
     for graph in (encoder, decoder):
         if graph.batch:
             report.remarks.append(
@@ -277,19 +294,52 @@ def output_layout(decoder: Graph, shape: tuple[int, int, int], encoder_layout: s
     )
 
 
-def sample_images(
+def image_sets(
     sample: SampleImages | None, shape: tuple[int, int, int], options: ImportOptions, report: ImportReport
-) -> torch.Tensor | None:
-    """Images (N, C, H, W) to try choices on; None when there are none of this size (and no dataset was named)."""
-    if sample is None:
-        return None
+) -> list[tuple[str, torch.Tensor]]:
+    """[(dataset name, images (N, C, H, W))] to try choices on: the caller's sample (named ""), the named
+    dataset, or every built-in dataset with images of this size; empty when none has (and none was named)."""
+    from explorer.importers.infer import sample_sets
+
     try:
-        return torch.from_numpy(np.asarray(sample(shape), np.float32))
+        if sample is not None:
+            return [("", torch.from_numpy(np.asarray(sample(shape), np.float32)))]
+        sets, reasons = sample_sets(options.dataset, shape)
     except DatasetError as exc:
         if options.dataset is not None:
             raise
-        report.remarks.append(f"no sample images to try choices on ({str(exc).rstrip('.')})")
-        return None
+        reasons = [str(exc)]
+        sets = []
+    if not sets:
+        report.remarks.append(f"no sample images to try choices on ({'; '.join(r.rstrip('.') for r in reasons)})")
+    return [(name, torch.from_numpy(np.asarray(images, np.float32))) for name, images in sets]
+
+
+def settle_on_images(
+    model: OnnxAE, sets: list[tuple[str, torch.Tensor]], options: ImportOptions, report: ImportReport, *, flat_rgb: bool
+) -> None:
+    """Channel order (flat RGB graphs) and pixel conventions, tried on each image set; the set the model
+    reconstructs best is the model's dataset, and its choices are kept."""
+    from explorer.importers.infer import choose_dataset
+
+    if not sets:
+        settle_pixels(model, options, None, report)
+        return
+    base = model.config
+    trials: dict[str, tuple[float, OnnxConfig, list[Decision]]] = {}
+    for name, x in sets:
+        model.config = base
+        trial = ImportReport(source=report.source, files=report.files)
+        if flat_rgb:
+            settle_channel_order(model, x, trial)
+        settle_pixels(model, options, x, trial)
+        trials[name] = (reconstruction_error(model, x), model.config, trial.decisions)
+    errors = {name: error for name, (error, _, _) in trials.items()}
+    best = min(errors, key=errors.__getitem__)
+    _, model.config, decisions = trials[best]
+    report.decisions += decisions
+    if best and (picked := choose_dataset(errors, options.dataset)) is not None:
+        report.decisions.append(picked)
 
 
 def reconstruction_error(model: OnnxAE, x: torch.Tensor) -> float:

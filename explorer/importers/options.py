@@ -97,12 +97,24 @@ class ImportReport:
     decisions: list[Decision] = field(default_factory=list)
     remarks: list[str] = field(default_factory=list)
     shapes: dict[str, str] = field(default_factory=dict)  # e.g. {"encoder": "784-128-64-32", "decoder": ...}
+    architecture: str = ""  # what a graph turned out to be ("convolutional", "dense"), where no backbone says
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "imported_from": self.source,
             "files": list(self.files),
-            "decisions": [vars(d) for d in self.decisions],
+            # errors to 6 significant digits: the same file gives the same checkpoint bytes on any run
+            "decisions": [
+                {**vars(d), **{k: _rounded(getattr(d, k)) for k in ("error", "runner_up_error")}}
+                for d in self.decisions
+            ],
             "remarks": list(self.remarks),
             "shapes": dict(self.shapes),
         }
+        if self.architecture:
+            out["architecture"] = self.architecture
+        return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")

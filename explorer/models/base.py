@@ -17,6 +17,7 @@ Hooks (defaults here; a kind overrides what differs):
   many non-zeros a sampled code may keep.
 - ``code_name``: what one coordinate of a code is called in the UI ("latent dimension", "feature").
 - ``baseline_components``: how many PCA components make a fair comparison.
+- ``init_from_data``: called by the trainer once before training, with the training images.
 - ``after_step``: called by the trainer after every optimiser step, with the trainer's counters.
 """
 
@@ -138,6 +139,10 @@ class Autoencoder(nn.Module):
     def baseline_components(self, metrics: dict[str, float]) -> int:
         """PCA components that make a fair comparison: as many as the code has numbers."""
         return self.latent_dim
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Called once before training (not on a resume) with training images x (N, C, H, W) in [0, 1]: a kind
+        whose good starting point depends on the data sets it here (the SAE: its input mean and decoder bias)."""
 
     def after_step(self, *, step: int, x: torch.Tensor, since_fired: torch.Tensor | None) -> torch.Tensor | None:
         """Called after optimiser step ``step`` on batch x (the SAE renormalises and resamples here).

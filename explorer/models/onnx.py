@@ -138,6 +138,13 @@ class OnnxAE(Autoencoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.codes(x)[0]  # a posterior's mean: deterministic
 
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z|x), each (B, L): a variational graph only."""
+        if not self.config.variational:
+            raise ConfigError("this graph is not variational: it gives one code per image, no posterior")
+        mu, logvar = self.codes(x)
+        return mu, logvar.clamp(-30.0, 20.0)
+
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         feed = np.ascontiguousarray(z.detach().cpu().float().numpy()).reshape(len(z), *cfg.latent_shape)

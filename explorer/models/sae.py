@@ -33,15 +33,27 @@ class SAEConfig(ModelConfig):
     sparsity: str = "topk"
     k: int = 32  # topk: active features per input
     l1_coeff: float = 1e-3  # l1: weight of sum |activation| per input
+    # The encoder sees each image minus the training images' mean pixel values (set before training,
+    # kept with the weights). Pixels are all positive, so without it the features that happen to point
+    # along the mean image win every top-k and most of the dictionary never fires (measured on
+    # Fashion-MNIST, 1,024 features, k = 32, 15 epochs: 63 % dead without, about 2 % with, together with
+    # the auxiliary loss below). Files from before this option load as False: encoder on raw pixels.
+    center_input: bool = True
     # Dead features (silent for dead_steps training steps) get a second chance through an
-    # auxiliary loss: their top aux_k pre-activations, added to the live code, must lower the
-    # reconstruction error. Without it most of an overcomplete dictionary never fires.
+    # auxiliary loss (Gao et al., 2024, "Scaling and evaluating sparse autoencoders"): their top aux_k
+    # pre-activations, added to the live code, must lower the reconstruction error.
     aux_k: int = 256
-    aux_coeff: float = 1 / 32
+    aux_coeff: float = 1 / 4
     dead_steps: int = 200
     # Every resample_every steps, features still dead are re-pointed at the worst-reconstructed
-    # inputs of the last batch (0 = never).
-    resample_every: int = 500
+    # inputs of the last batch (0 = never: with the auxiliary loss, resampling left more dead features).
+    resample_every: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        data = dict(data)
+        data.setdefault("center_input", False)  # saved before the option existed: the encoder read raw pixels
+        return super().from_dict(data)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +82,8 @@ class SAE(Autoencoder):
         atoms = torch.randn(config.latent_dim, config.input_size)
         self.W_dec = nn.Parameter(atoms / atoms.norm(dim=1, keepdim=True))  # (F, D), unit rows
         self.b_dec = nn.Parameter(torch.zeros(config.input_size))  # (D,)
+        if config.center_input:  # the training images' mean, subtracted before the encoder (see the config)
+            self.register_buffer("x_mean", torch.zeros(config.input_shape))  # (C, H, W)
         last = self.encoder[-1]
         if isinstance(last, nn.Linear) and last.in_features == config.input_size:
             # a one-layer encoder starts as the dictionary's transpose, which avoids dead features
@@ -78,7 +92,20 @@ class SAE(Autoencoder):
                 last.bias.zero_()
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.to_body(x))  # (B, F)
+        body = self.to_body(x)
+        if self.config.center_input:
+            body = body - self.get_buffer("x_mean")
+        return self.encoder(body)  # (B, F)
+
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """The encoder's input mean, and the decoder bias that draws the mean image when no feature fires."""
+        mean = self.to_body(x.float()).mean(0)  # (C, H, W)
+        if self.config.center_input:
+            self.get_buffer("x_mean").copy_(mean)
+        pixels = x.float().mean(0).flatten().clamp(1e-3, 1 - 1e-3)  # (D,) in [0, 1]
+        if self.sigmoid_output and self.config.input_range == "unit":
+            self.b_dec.copy_(torch.logit(pixels))
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         if self.config.sparsity == "topk":

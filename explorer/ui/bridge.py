@@ -1,13 +1,10 @@
 """Small browser-side pieces that Streamlit's own elements lack: a grid of thumbnails that can be
-clicked, clicks on a 3-D map, and a button that copies the address of the view.
+clicked, a place that scrolls itself into view, and a button that copies the address of the view.
 
-Both are ``st.components.v2`` components: a few lines of script in the page itself (no iframe, no
+They are ``st.components.v2`` components: a few lines of script in the page itself (no iframe, no
 build step) that report a click back to Python as a trigger value. The thumbnails travel inline as
-data URIs, so a new selection's grid shows without a second request for an image file.
-
-Plotly reports a click on a 3-D scatter as a ``plotly_click`` event only; Streamlit turns clicks
-into selections for 2-D traces alone. The bridge listens for that event on every 3-D chart of the
-page and answers with the clicked point's ``customdata`` (its row id).
+data URIs, so a new selection's grid shows without a second request for an image file. What the maps
+do in the page (hover images, 3-D clicks, rings, views) is ``explorer.ui.map_bridge``.
 """
 
 from __future__ import annotations
@@ -28,8 +25,8 @@ _THUMBS_CSS = """
 .lx-thumb:hover { border-color: var(--st-primary-color, #ff4b4b); }
 .lx-thumb.lx-focus { border-color: var(--st-primary-color, #ff4b4b); background: rgba(255, 75, 75, 0.06); }
 .lx-thumb img { width: 100%; image-rendering: pixelated; }
-.lx-thumb span { font-size: 0.75rem; color: var(--st-text-color, #31333f); opacity: 0.8;
-  font-variant-numeric: tabular-nums; white-space: nowrap; }
+.lx-thumb span { font-size: 0.75rem; color: var(--st-text-color, #31333f); opacity: 0.8; max-width: 100%;
+  font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 """
 _THUMBS_JS = """
 export default function (component) {
@@ -56,29 +53,6 @@ export default function (component) {
   }));
 }
 """
-# Every 3-D chart of the page, found again after each redraw: a click on a point sends its row id.
-_CLICK3D_JS = """
-export default function (component) {
-  const { setTriggerValue } = component;
-  const attach = () => {
-    for (const chart of document.querySelectorAll('.js-plotly-plot')) {
-      if (chart.__lxClick || !chart._fullLayout || !chart._fullLayout.scene || !chart.on) continue;
-      chart.__lxClick = true;
-      chart.on('plotly_click', (event) => {
-        const point = event && event.points && event.points[0];
-        if (point && point.customdata !== undefined && point.customdata !== null) {
-          const id = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
-          setTriggerValue('clicked', Number(id));
-        }
-      });
-    }
-  };
-  attach();
-  const timer = setInterval(attach, 400);
-  return () => clearInterval(timer);
-}
-"""
-
 # Copies the address as it is when clicked (a selection made a moment ago included). Browsers allow the
 # clipboard on https and localhost only; elsewhere the link is shown selected, ready for Ctrl+C.
 _COPY_HTML = (
@@ -113,9 +87,20 @@ export default function (component) {
 }
 """
 
+# Brings its place on the page into view once per key (a close-up that opened further down a scrolling panel).
+_SCROLL_JS = """
+export default function (component) {
+  const { parentElement, data } = component;
+  const seen = window.__lxScrolled || (window.__lxScrolled = new Set());
+  if (seen.has(data.token)) return;
+  seen.add(data.token);
+  requestAnimationFrame(() => parentElement.scrollIntoView({ block: 'nearest', behavior: 'instant' }));
+}
+"""
+
 _copy = st.components.v2.component("explorer.copy_link", html=_COPY_HTML, css=_COPY_CSS, js=_COPY_JS)
 _thumbs = st.components.v2.component("explorer.thumbnails", css=_THUMBS_CSS, js=_THUMBS_JS, isolate_styles=False)
-_click3d = st.components.v2.component("explorer.click3d", js=_CLICK3D_JS)
+_scroll = st.components.v2.component("explorer.scroll_here", js=_SCROLL_JS)
 
 
 def _data_uri(image: np.ndarray) -> str:
@@ -159,11 +144,7 @@ def copy_link(*, key: str) -> None:
     _copy(key=key)
 
 
-def click_3d(*, key: str, on_click: Callable[[int], Any]) -> None:
-    """Listen for clicks on the page's 3-D maps: ``on_click(row id)`` runs before the rerun."""
-
-    def changed() -> None:
-        if (clicked := _clicked(key)) is not None:
-            on_click(clicked)
-
-    _click3d(key=key, on_clicked_change=changed)
+def scroll_here(*, key: str) -> None:
+    """Scroll the page (or the panel that holds this place) so that what follows is in view: once per ``key``
+    in this browser tab, so a rerun does not pull the view back."""
+    _scroll(data={"token": key}, key=key)

@@ -19,20 +19,22 @@ from explorer.errors import ExplorerError
 from explorer.figures import map_figure
 from explorer.linked import Linked, cleared, highlight, select
 from explorer.projection import ProjectionParams
-from explorer.ui import metrics_page, state
+from explorer.ui import map_bridge, map_view, metrics_page, sidebar, state
+from explorer.ui.lazy import LazyModule
 from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000]
 PROJECTIONS = {"UMAP 2-D": ProjectionParams("umap", 2), "PCA 2-D": ProjectionParams("pca", 2)}
 LINK = "cmp_link"  # the shared selection (explorer.linked.Linked)
 LINK_FOR = "cmp_link_for"  # the pair of maps it belongs to
-SHOWN = 24  # selected images shown below the maps
+ops = LazyModule("explorer.ops")  # imports torch: on first use
+SHOWN = 12  # selected images shown below the maps, with both models' reconstructions
 
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner=False)
-def _base_figure(key: str, title: str, _md: MapData) -> dict:
+def _base_figure(key: str, sprites: str, _md: MapData) -> dict:
     """The map's figure, built once per map: only its selected points change between reruns."""
-    return map_figure(_md.projection.embedding, _md.labels, _md.class_names, title=title, height=480, revision=key)
+    return map_figure(_md.projection.embedding, _md.labels, _md.class_names, height=480, revision=key, meta=sprites)
 
 
 def _on_select(side: str, widget: str, n_rows: int) -> None:
@@ -48,16 +50,23 @@ def _clear() -> None:
 def _choices() -> tuple[state.CheckpointRef, state.CheckpointRef, str, str, int, ProjectionParams] | None:
     sb = st.sidebar
     sb.header("Compare")
-    names = metrics_page.checkpoint_names()
+    names = state.checkpoint_names()
     if len(names) < 2:
         sb.error("Comparing needs two checkpoints: add one on Your model or train one with `python -m explorer train`.")
         return None
-    name_a = sb.selectbox("Left", names, index=0, key="cmp_a", help="Shipped checkpoints, then your uploads")
-    name_b = sb.selectbox("Right", names, index=1, key="cmp_b")
-    ckpt_a, ckpt_b = metrics_page.checkpoint(name_a), metrics_page.checkpoint(name_b)
+    picked = sidebar.checkpoint_picker(sb)  # the left map: the checkpoint of every other page
+    if picked is None:
+        return None
+    ckpt_a = picked[0]
+    sidebar.stage_checkpoint(ckpt_a)
+    others = [n for n in names if n != ckpt_a.name]
+    if st.session_state.get("cmp_b") not in others:
+        st.session_state["cmp_b"] = others[0]
+    name_b = sb.selectbox("Compared with (right)", others, key="cmp_b")
+    ckpt_b = state.checkpoint(name_b)
     datasets = dataset_names()
     if st.session_state.get("cmp_ds") not in datasets:
-        st.session_state["cmp_ds"] = metrics_page.trained_on(ckpt_a)
+        st.session_state["cmp_ds"] = state.home_dataset(ckpt_a)
     dataset = sb.selectbox("Dataset", datasets, key="cmp_ds", help="Both checkpoints map these images")
     split = sb.radio("Split", ["test", "train"], horizontal=True, key="cmp_split")
     n = sb.select_slider("Images to map", SIZES, value=10000, format_func=lambda v: f"{v:,}", key="cmp_n")
@@ -67,13 +76,14 @@ def _choices() -> tuple[state.CheckpointRef, state.CheckpointRef, str, str, int,
 
 def _map(ckpt: state.CheckpointRef, dataset: str, split: str, n: int, params: ProjectionParams):
     ds, data_key = state.dataset_subset(dataset, split, n, ckpt.input_shape)
-    return ds, state.map_data(ckpt, ds, data_key, params), map_key(ckpt.digest, data_key, params)
+    return ds, state.map_data(ckpt, ds, data_key, params), map_key(ckpt.digest, data_key, params), data_key
 
 
-def _selection_panel(link: Linked, sides: dict[str, tuple]) -> None:
-    """The selected images, once (they are the same images on both maps), and each model's error on them."""
+def _selection_panel(link: Linked, sides: dict[str, tuple], ckpts: dict[str, state.CheckpointRef]) -> None:
+    """The selected images, once (they are the same images on both maps), and each model's reconstructions of
+    them with their errors, one row per model."""
     ids = np.asarray(link.ids, dtype=np.int64)
-    (ds, md_a, _), (_, md_b, _) = sides["a"], sides["b"]
+    (ds, md_a, *_), (ds_b, md_b, *_) = sides["a"], sides["b"]
     c1, c2 = st.columns([5, 1], vertical_alignment="center")
     where = "left" if link.source == "a" else "right"
     c1.markdown(
@@ -83,8 +93,21 @@ def _selection_panel(link: Linked, sides: dict[str, tuple]) -> None:
     c2.button("Clear", on_click=_clear, key="cmp_clear")
     shown = ids[:SHOWN]
     scale = images.scale_for(ds.images.shape[1], 56)  # about 56 pixels high whatever the input size
-    grid = images.captioned_grid(ds.images[shown], [f"#{i}" for i in shown], cols=12, scale=scale)
-    st.image(grid, width="stretch")
+    st.image(
+        images.captioned_grid(ds.images[shown], [f"#{i}" for i in shown], cols=SHOWN, scale=scale),
+        caption="the selected images",
+        width="stretch",
+    )
+    for side, data in (("a", ds), ("b", ds_b)):
+        ckpt = ckpts[side]
+        recon, err = ops.reconstruct(state.model(ckpt), data.images[shown])  # each in its model's input shape
+        st.image(
+            images.captioned_grid(
+                recon, [f"{e:.4f}" for e in err], cols=SHOWN, scale=images.scale_for(recon.shape[1], 56)
+            ),
+            caption=f"{'left' if side == 'a' else 'right'}: {ckpt.name}'s reconstructions and their MSE",
+            width="stretch",
+        )
     if len(ids) > SHOWN:
         st.caption(f"The first {SHOWN} of {len(ids):,}.")
 
@@ -104,7 +127,7 @@ def _metrics(ckpts: list[state.CheckpointRef], dataset: str, split: str, n: int)
         table.setdefault("PCA components", {"figure": "PCA components"})[column] = str(report.pca_components)
     rows = [{"figure": r["figure"], **{c: r.get(c, "—") for c in columns}} for r in table.values()]
     left, right = st.columns([1, 1], gap="medium")
-    left.dataframe(rows, hide_index=True, width="stretch")
+    left.dataframe(rows, hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 4)  # every row in view
     curves: list[tuple[str, list[tuple[int, float]]]] = []
     for c, r in zip(ckpts, reports):
         if all(r.pca_curve != other for _, other in curves):  # the same input shape gives the same PCA
@@ -141,21 +164,26 @@ def compare_view() -> None:
         "both. Double-click a map to clear."
     )
     columns = st.columns(2, gap="medium")
+    sets = []
     for col, (side, ckpt) in zip(columns, (("a", ckpt_a), ("b", ckpt_b))):
-        _, md, key = sides[side]
-        title = f"{ckpt.name} · {ckpt.kind.upper()}, latent {ckpt.latent_dim}"
+        ds, md, key, sprites = sides[side]  # the sprite sheets are named by the images' digest
         widget = f"cmp_map_{side}:{link.generation}"
+        if (made := map_bridge.sprite_set(sprites, map_view.sprites(sprites, ds.images), len(md.labels))) is not None:
+            sets.append(made)
         with col:
+            # the title above the chart: inside it, Plotly's tool bar covers it
+            st.markdown(f"**{'Left' if side == 'a' else 'Right'}: {ckpt.name}** · {ckpt.describe()}")
             st.plotly_chart(
-                highlight(_base_figure(key, title, md), link.ids),
+                highlight(_base_figure(key, sprites, md), link.ids),
                 key=widget,
                 on_select=partial(_on_select, side, widget, len(md.labels)),
                 selection_mode=("points", "box", "lasso"),
                 width="stretch",
                 config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]},
             )
+    map_bridge.map_bridge(key="cmp_bridge", sets=sets)  # hovered points show their images
     if link.ids:
-        _selection_panel(link, sides)
+        _selection_panel(link, sides, {"a": ckpt_a, "b": ckpt_b})
     try:
         _metrics([ckpt_a, ckpt_b], dataset, split, n)
     except ExplorerError as exc:

@@ -16,10 +16,15 @@ from explorer.selection import Picked
 from explorer.ui import map_view, state, views
 from explorer.ui.state import Context
 
-HTML_HELP = "One file with plotly.js inside (about 5 MB): zoom, hover and the legend work offline."
+HTML_HELP = (
+    "One file with plotly.js inside (about 5 MB, plus about 3 MB of images per 10,000 points): zoom, hover with the "
+    "image, and the legend work offline. Where the map came from is written under it."
+)
 TABLE_HELP = (
     "One row per mapped image: index, map coordinates, label, class, reconstruction error, the model's own "
-    "statistics, then every latent coordinate."
+    "statistics, then every latent coordinate (a VAE's posterior mean, then its σ per dimension). Where the map "
+    "came from (checkpoint and its SHA-256, dataset, split, projection, explorer version) is in the Parquet "
+    "metadata and in comment lines above the CSV header."
 )
 PROJECTOR_HELP = (
     "For the TensorFlow Embedding Projector: vectors.tsv, metadata.tsv, sprite.png (all images on one grid of at "
@@ -31,11 +36,34 @@ def _title(ctx: Context) -> str:
     return f"{ctx.ckpt.name} · {len(ctx.map.labels):,} images of {ctx.dataset.name} · {ctx.params.label()}"
 
 
+HOVER_IMAGES_UP_TO = 20_000  # larger maps are saved without their images (they would add about 3 MB per 10,000)
+
+
+def provenance(ctx: Context) -> exports.Provenance:
+    p = ctx.params
+    projection: dict = {"method": p.method, "dimensions": p.n_components}
+    if p.method == "umap":
+        projection |= {"n_neighbors": p.n_neighbors, "min_dist": p.min_dist, "metric": p.metric, "seed": p.seed,
+                       "engine": p.engine}  # fmt: skip
+    return exports.Provenance(ctx.ckpt.name, ctx.ckpt.digest, ctx.dataset.name, len(ctx.map.labels), projection)
+
+
 def _html(ctx: Context) -> bytes:
     color, color_title = map_view.colour_values(ctx)
     emb = ctx.map.projection.embedding
     figure = map_figure(emb, ctx.map.labels, ctx.map.class_names, color=color, color_title=color_title)
-    return exports.map_html(figure, title=_title(ctx))
+    sprites = map_view.sprites(ctx.data_key, ctx.dataset.images) if len(emb) <= HOVER_IMAGES_UP_TO else None
+    return exports.map_html(figure, title=_title(ctx), provenance=provenance(ctx), sprites=sprites)
+
+
+def _table(ctx: Context, model_needed: bool) -> exports.MapTable:
+    """The map's numbers; for a VAE with its posterior σ per dimension (encoded again, on click)."""
+    sigma = None
+    if model_needed:
+        from explorer import ops
+
+        sigma = ops.posterior_sigma(state.model(ctx.ckpt), ctx.dataset.images)
+    return exports.MapTable.from_map(ctx.map, sigma=sigma, provenance=provenance(ctx))
 
 
 def _mosaic_png(ctx: Context, cells: int) -> bytes:
@@ -54,7 +82,8 @@ def _selection_png(ctx: Context, ids: np.ndarray) -> bytes:
 
 def _panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Export")
-    table = exports.MapTable.from_map(ctx.map)
+    table = exports.MapTable.from_map(ctx.map, provenance=provenance(ctx))
+    variational = ctx.ckpt.meta["config"].get("kind") == "vae" or bool(ctx.ckpt.meta["config"].get("variational"))
     stem = exports.file_stem(ctx.ckpt.name, ctx.dataset.name.replace(":", "-"), len(table))
     st.caption(
         f"{len(table):,} mapped images of {ctx.dataset.name}, {ctx.ckpt.latent_dim} latent dimensions, "
@@ -64,8 +93,9 @@ def _panel(ctx: Context, pick: Picked) -> list[dict]:
     st.markdown("**The map and its numbers**")
     files = (  # label, bytes made on click, file name, type, key, help
         ("Map (HTML)", lambda: _html(ctx), f"{stem}-map.html", "text/html", "exp_html", HTML_HELP),
-        ("Table (CSV)", lambda: exports.csv_bytes(table), f"{stem}.csv", "text/csv", "exp_csv", TABLE_HELP),
-        ("Table (Parquet)", lambda: exports.parquet_bytes(table), f"{stem}.parquet",
+        ("Table (CSV)", lambda: exports.csv_bytes(_table(ctx, variational)), f"{stem}.csv", "text/csv", "exp_csv",
+         TABLE_HELP),
+        ("Table (Parquet)", lambda: exports.parquet_bytes(_table(ctx, variational)), f"{stem}.parquet",
          "application/vnd.apache.parquet", "exp_parquet", TABLE_HELP),
     )  # fmt: skip
     for column, (label, make, fname, mime, key, helptext) in zip(st.columns(len(files)), files):

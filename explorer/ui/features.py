@@ -21,7 +21,7 @@ import streamlit as st
 
 from explorer import feature_figures, images
 from explorer.selection import Picked, picked
-from explorer.ui import map_view, sidebar, state, timing
+from explorer.ui import links, map_view, sidebar, state, timing
 from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context
 
@@ -101,6 +101,7 @@ def features_view() -> None:
     stats = _stats(ctx.key, dense_pct / 100, ctx.map.encoded.latents)
     atoms = _atoms(ctx.ckpt.digest, model)
     feature = _feature_from_url(stats.n_features)
+    links.stage("page", {} if feature is None else {PARAM: str(feature)})
     if feature is None:
         _atlas(ctx, stats, atoms)
     else:
@@ -147,9 +148,9 @@ def _sparse_checkpoints() -> list[str]:
     from explorer import models
     from explorer.errors import ConfigError
 
-    refs = {p.stem: state.checkpoint_ref(p) for p in state.shipped_checkpoints()} | state.uploads()
     out = []
-    for name, ref in refs.items():
+    for name in state.checkpoint_names():
+        ref = state.checkpoint(name)
         try:
             if models.model_class(ref.kind).sparse_codes:
                 out.append(name)

@@ -152,7 +152,9 @@ def _shipped_row(
     """Another checkpoint on test images of its own dataset; its 8-bit ranges from the codes of all of them."""
     model = state.model(_ckpt)
     lo, hi = probe.latent_range(probe.encode(model, _images))
-    return probe.compression(model, _images[:n], lo=lo, hi=hi, bits=bits, examples=0, sparse=model.sparse_codes)
+    return probe.compression(
+        model, _images[:n], lo=lo, hi=hi, bits=bits, examples=0, sparse=model.sparse_codes, jpeg=True
+    )
 
 
 def _db(value: float) -> str:
@@ -170,6 +172,9 @@ def _storage_table(comp: probe.Compression) -> list[dict]:
     ]
     if comp.sparse is not None:  # the same float16 values, only the non-zeros stored
         rows.append(("code, non-zeros as (index, float16)", comp.sparse, comp.psnr["float16"]))
+    if comp.jpeg is not None:  # the lossy baseline, at each image's PSNR from its quantized code
+        rows.append((f"JPEG at the {s.bits}-bit code's PSNR, whole files", comp.jpeg.file_bytes, comp.jpeg.psnr))
+        rows.append((f"JPEG at the {s.bits}-bit code's PSNR, coded data only", comp.jpeg.payload_bytes, comp.jpeg.psnr))
 
     def versus(size: float) -> str:
         return "—" if size == png else f"{png / size:.1f}× smaller" if size < png else f"{size / png:.1f}× larger"
@@ -197,6 +202,7 @@ def _all_shipped(n: int, bits: int) -> None:
             "checkpoint": ref.name, "kind": ref.kind.upper(), "latent": s.latent_dim, "images": ds.name,
             "PNG bytes": round(comp.png), "float16 bytes": s.float16, "float16 dB": round(comp.psnr["float16"], 1),
             f"{s.bits}-bit bytes": s.quantized, f"{s.bits}-bit dB": round(comp.psnr["quantized"], 1),
+            "JPEG bytes at that PSNR (coded data)": None if comp.jpeg is None else round(comp.jpeg.payload_bytes),
             "sparse bytes": None if comp.sparse is None else round(comp.sparse),
         })  # fmt: skip
         bar.progress((k + 1) / len(paths), text=f"Measured {ref.name}")
@@ -234,6 +240,17 @@ def compression_view() -> None:
             f"{len(ctx.map.labels):,} images it adds {s.table / len(ctx.map.labels):.2f} bytes to each. "
             "PSNR is the mean over images of 10·log10(1 / MSE), pixels in [0, 1]."
         )
+        if comp.jpeg is not None:
+            j = comp.jpeg
+            ratio = j.payload_bytes / s.quantized
+            st.caption(
+                f"JPEG, image by image at the lowest quality (mean {j.quality:.0f}) that reaches the PSNR of that "
+                f"image's {bits}-bit code: {j.file_bytes:,.0f} bytes a file, {j.payload_bytes:,.0f} bytes of coded "
+                f"data once headers and tables are shared. At equal PSNR the code is "
+                + (f"**{ratio:.1f}× smaller**" if ratio >= 1 else f"**{1 / ratio:.1f}× larger**")
+                + " than JPEG's coded data (the decoder, which the code needs, is not counted)."
+                + (f" {j.short} image(s) stayed below their target even at quality 100." if j.short else "")
+            )
     with right:
         shown = min(EXAMPLES, n)
         rows = np.concatenate(

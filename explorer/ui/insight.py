@@ -39,9 +39,8 @@ def scale(ctx: Context, target: int = 56) -> int:
 
 def comparable(ctx: Context) -> dict[str, state.CheckpointRef]:
     """Every other checkpoint (shipped, then this session's uploads) that takes the current model's input shape."""
-    refs = {p.stem: state.checkpoint_ref(p) for p in state.shipped_checkpoints()}
-    refs.update(state.uploads())
-    return {n: r for n, r in refs.items() if n != ctx.ckpt.name and r.input_shape == ctx.ckpt.input_shape}
+    refs = {n: state.checkpoint(n) for n in state.checkpoint_names() if n != ctx.ckpt.name}
+    return {n: r for n, r in refs.items() if r.input_shape == ctx.ckpt.input_shape}
 
 
 def short(ref: state.CheckpointRef) -> str:

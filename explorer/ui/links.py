@@ -5,8 +5,14 @@ What a link holds (left out when a value is its default, so a plain link stays p
 sidebar — ``ckpt`` (or ``model``, the SHA-256 of an uploaded one), ``ds``, ``split``, ``n``, ``proj``,
 ``nn``, ``md``, ``metric``, ``seed``, ``engine``, ``color``; the map — ``sel`` (selected ids, see
 ``explorer.urlstate.encode_ids``), ``spot`` and ``focus``; and each page's own controls (``steps``,
-``path``, ``from``, ``a``, ``b``, ``count``, ``temp``, ``sseed``, ``dim``, ``tsteps``, ``mosaic``). Reading happens once, in a
-session's first run, before any widget exists; a bad value is dropped and named above the page.
+``path``, ``from``, ``a``, ``b``, ``count``, ``temp``, ``sseed``, ``dim``, ``tsteps``, ``mosaic``); the view of the
+map — ``view`` (a 2-D zoom), ``cam`` (a 3-D camera) and ``hide`` (classes hidden with the legend). Reading
+happens in a session's first run, before any widget exists, and again when the browser goes Back or Forward
+(the page then shows what that address holds); a bad value is dropped and named above the page.
+
+Writing: each part of the page stages what it wants in the URL, and one ``flush`` per run writes it all in
+one message, so a run makes at most one browser history entry. ``history_guard`` (mounted on every page)
+keeps entries for steps only: a change of page, checkpoint, images or projection, or of the selection.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ MAP_NOTICES = "url:map_notices"  # the same for what is checked against the map 
 PENDING = "url:pending"  # values that can only be checked once the map exists (colour, selection)
 PAGE = "url:page"  # the page of the last run
 KEEP = "keep:"  # prefix of the copies that carry the sidebar's choices across pages
+STAGED = "url:staged"  # {part of the page: {query parameter: text}}, written together by ``flush``
+# what a person calls a step: an address differing in these (or in its page) gets its own history entry
+STEPS = ("ckpt", "model", "ds", "split", "n", "proj", "sel", "spot")
 
 # The controls of the pages: fixed choices and bounds, so they are checked on reading.
 PAGE_FIELDS = (
@@ -72,11 +81,20 @@ def _page_id() -> str:
     return getattr(run, "page_script_hash", "") if run is not None else ""
 
 
+def _history_navigation() -> bool:
+    """True in the run Streamlit starts when the browser goes Back or Forward."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    run = get_script_run_ctx()
+    return bool(getattr(run, "is_history_navigation", False))
+
+
 def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=None) -> None:
-    """At the top of the sidebar, before its widgets. A session's first run takes the link's values; a
-    run on another page than the last puts back the choices made so far (Streamlit forgets the state
-    of a page's widgets when the page changes); every run gives the widgets their defaults through the
-    session state, so no widget is given a default twice.
+    """At the top of the sidebar, before its widgets. A session's first run takes the link's values, and so
+    does a run started by the browser's Back or Forward (every value the address leaves out goes back to
+    its default); a run on another page than the last puts back the choices made so far (Streamlit forgets
+    the state of a page's widgets when the page changes); every run gives the widgets their defaults
+    through the session state, so no widget is given a default twice.
 
     ``uploads``: {SHA-256: name} of this session's uploaded checkpoints, for ``model=`` links; ``reopen(digest)``
     brings back an upload the host keeps on disk (a CheckpointRef with a ``name``), or returns None."""
@@ -85,6 +103,8 @@ def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=N
     if not st.session_state.get(READ):
         st.session_state[READ] = True
         _read_link(fields, uploads, reopen)
+    elif _history_navigation():
+        _read_link(fields, uploads, reopen, whole=True)
     elif page != last:
         for field in fields:
             if KEEP + field.key in st.session_state:
@@ -94,8 +114,15 @@ def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=N
             st.session_state[field.key] = field.default
 
 
-def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen) -> None:
+def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen, *, whole: bool = False) -> None:
+    """The link's values into the session. ``whole``: the address is the whole view (Back, Forward), so what
+    it leaves out is a default, not "as before"."""
     params = _params()
+    if whole:
+        for field in fields + PAGE_FIELDS:
+            st.session_state.pop(field.key, None)
+        for _, key in MAP_INDEX_FIELDS:
+            st.session_state.pop(key, None)
     values, notices = urlstate.read(params, fields + PAGE_FIELDS)
     if digest := params.get("model"):
         digest = digest.strip().lower()
@@ -111,8 +138,11 @@ def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen) -> No
                 "“Your model” to see the linked view."
             )
     st.session_state.update(values)
-    pending = ("color", "sel", "spot", "a", "b", "dim", "focus")
+    pending = ("color", "sel", "spot", "a", "b", "dim", "focus", "view", "cam", "hide")
     st.session_state[PENDING] = {k: v for k, v in params.items() if k in pending}
+    if whole:
+        st.session_state[PENDING].setdefault("color", "label")
+        st.session_state[PENDING]["whole"] = "1"  # no selection in the address: none on the map
     st.session_state[NOTICES] = notices
 
 
@@ -135,13 +165,17 @@ def pending_colour(options: list[str]) -> None:
         )
 
 
-def pending_pick(n_rows: int, dims: int) -> Picked | None:
-    """The link's selection and spot, checked against the map (once, in the first run); and the page
-    controls that index into it."""
+def pending_pick(n_rows: int, dims: int, class_names: list[str] | None = None) -> Picked | None:
+    """The link's selection and spot, checked against the map (once, in the first run); the page
+    controls that index into it; and the view it opens on (kept for ``pending_view``)."""
     pending = st.session_state.get(PENDING) or {}
     if not pending:
         return None
     st.session_state[PENDING] = {}
+    whole = "whole" in pending
+    view = {k: pending[k] for k in ("view", "cam", "hide") if k in pending}
+    if view:
+        st.session_state[PENDING_VIEW] = view
     notices = st.session_state.setdefault(MAP_NOTICES, [])
     ids: tuple[int, ...] = ()
     spot: tuple[float, float] | None = None
@@ -161,7 +195,64 @@ def pending_pick(n_rows: int, dims: int) -> Picked | None:
                 st.session_state[key] = integer(0, n_rows - 1)(pending[param])
             except ValueError as exc:
                 notices.append(f"“{param}={pending[param][:40]}” was ignored: it {exc}.")
-    return Picked(ids, spot) if ids or spot is not None else None
+    if ids or spot is not None:
+        return Picked(ids, spot)
+    return Picked() if whole else None
+
+
+PENDING_VIEW = "url:view"  # the view a link opens on, read once the map exists
+
+
+def pending_view(class_names: list[str], dims: int):
+    """The link's zoom (``view=x0,x1,y0,y1``), camera (``cam=`` nine numbers) and hidden classes (``hide=`` class
+    indices) as a ``map_bridge.View``, checked; None when the link names none. Bad values are named above the map."""
+    from explorer.ui.map_bridge import View
+
+    raw = st.session_state.pop(PENDING_VIEW, None)
+    if not raw:
+        return None
+    notices = st.session_state.setdefault(MAP_NOTICES, [])
+    rng = cam = None
+    hidden: list[str] = []
+    if "view" in raw and dims == 2:
+        try:
+            x0, x1, y0, y1 = point(4)(raw["view"])
+            if not (x0 < x1 and y0 < y1):
+                raise ValueError("must be x0,x1,y0,y1 with x0 < x1 and y0 < y1")
+            rng = (x0, x1, y0, y1)
+        except ValueError as exc:
+            notices.append(f"“view={raw['view'][:40]}” was ignored: it {exc}.")
+    if "cam" in raw and dims == 3:
+        try:
+            cam = point(9, bound=1e3)(raw["cam"])
+        except ValueError as exc:
+            notices.append(f"“cam={raw['cam'][:40]}” was ignored: it {exc}.")
+    if "hide" in raw:
+        for part in raw["hide"].split(",")[:1000]:
+            try:
+                hidden.append(class_names[integer(0, len(class_names) - 1)(part)])
+            except (ValueError, IndexError):
+                notices.append(
+                    f"“hide={raw['hide'][:40]}” was partly ignored: {part[:12]!r} is not a class of this map."
+                )
+                break
+    return View(rng, cam, tuple(hidden))
+
+
+def view_params(view, class_names: list[str]) -> dict[str, str]:
+    """A ``map_bridge.View`` as query parameters (see ``pending_view``)."""
+    if view is None:
+        return {}
+    out: dict[str, str] = {}
+    if view.range is not None:
+        out["view"] = ",".join(f"{v:.5g}" for v in view.range)
+    if view.camera is not None:
+        out["cam"] = ",".join(f"{v:.4g}" for v in view.camera)
+    index = {name: i for i, name in enumerate(class_names)}
+    hidden = sorted(index[name] for name in view.hidden if name in index)
+    if hidden:
+        out["hide"] = ",".join(map(str, hidden))
+    return out
 
 
 def show_notices(where: Any, key: str = NOTICES) -> None:
@@ -170,21 +261,41 @@ def show_notices(where: Any, key: str = NOTICES) -> None:
         where.warning(text, icon=":material/link_off:")
 
 
-def write(params: dict[str, str], owned: tuple[str, ...]) -> None:
-    """Make the URL hold ``params`` for the query parameters in ``owned`` (others, a page's own, stay)."""
-    current = _params()
-    for name in owned:
-        value = params.get(name)
-        if value is None:
-            if name in current:
-                del st.query_params[name]
-        elif current.get(name) != value:
-            st.query_params[name] = value
+def begin_run() -> None:
+    """At the top of every whole run (not of a fragment's): the parts of the page stage their parameters anew."""
+    st.session_state[STAGED] = {}
 
 
-def sidebar_params(fields: tuple[Field, ...], colour: str, ckpt_digest: str | None, trained_on: str) -> dict[str, str]:
+def stage(part: str, params: dict[str, str]) -> None:
+    """What one part of the page ("sidebar", "map", a page's own) wants in the URL, replacing its earlier wish."""
+    st.session_state.setdefault(STAGED, {})[part] = dict(params)
+
+
+def flush(*, fragment_only: bool = False) -> None:
+    """Make the URL hold every staged part, in one message (so at most one history entry). ``fragment_only``:
+    only in a run of a fragment alone (a whole run flushes once, at its end)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if fragment_only:
+        run = get_script_run_ctx()
+        if run is None or not getattr(run, "fragment_ids_this_run", None):
+            return
+    wanted: dict[str, str] = {}
+    for part in (st.session_state.get(STAGED) or {}).values():
+        wanted.update(part)
+    if wanted != _params():
+        st.query_params.from_dict(wanted)
+
+
+def sidebar_params(
+    fields: tuple[Field, ...], colour: str, ckpt_digest: str | None, trained_on: str, *, all_is_default: bool = False
+) -> dict[str, str]:
+    """The sidebar's part of the URL. ``all_is_default``: the images to map are all of a split no larger than
+    the default size, which is what a link without ``n`` shows."""
     values = {f.key: st.session_state.get(f.key) for f in fields}
     out = urlstate.written(values, fields)
+    if all_is_default and out.get("n") == "0":
+        del out["n"]
     if out.get("ds") == trained_on:  # the checkpoint's own dataset is what a link without ``ds`` shows
         del out["ds"]
     if ckpt_digest is not None:  # an upload: named by its digest, which works only where the file is
@@ -195,11 +306,8 @@ def sidebar_params(fields: tuple[Field, ...], colour: str, ckpt_digest: str | No
     return out
 
 
-SIDEBAR_OWNED = ("ckpt", "model", "ds", "split", "n", "proj", "nn", "md", "metric", "seed", "engine", "color")
-MAP_OWNED = ("sel", "spot", "focus", *(f.param for f in PAGE_FIELDS), "a", "b", "dim")
-
-
-def map_params(pick: Picked) -> dict[str, str]:
+def map_params(pick: Picked, ctx=None) -> dict[str, str]:
+    """The map's part of the URL: selection, spot, page controls and, given the map's context, its view."""
     out = urlstate.written({f.key: st.session_state.get(f.key) for f in PAGE_FIELDS}, PAGE_FIELDS)
     if pick.ids:
         text = urlstate.encode_ids(pick.ids)
@@ -211,4 +319,42 @@ def map_params(pick: Picked) -> dict[str, str]:
         value = st.session_state.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and (param != "focus" or value in pick.ids):
             out[param] = str(value)
+    if ctx is not None:
+        from explorer.ui.map_view import VIEW, first_view
+
+        view = st.session_state.get(VIEW) or first_view(ctx)
+        out.update(view_params(view, ctx.map.class_names))
     return out
+
+
+# Streamlit adds a browser history entry for every change of the address its server sends. In the page, this
+# turns each such push into a replacement unless it is the first since the person last did something and it
+# changes a step (the page, or a parameter in STEPS): one entry per step, and Back goes to the step before.
+_HISTORY_JS = """
+export default function (component) {
+  const { data } = component;
+  const H = window.history;
+  if (H.__lxGuard) { H.__lxGuard.steps = data.steps; return; }
+  const guard = { steps: data.steps, pushed: true };  // the page's own first load counts as a step taken
+  H.__lxGuard = guard;
+  const push = H.pushState.bind(H), replace = H.replaceState.bind(H);
+  const acted = () => { guard.pushed = false; };
+  for (const type of ['pointerdown', 'keydown']) window.addEventListener(type, acted, true);
+  H.pushState = function (state, title, url) {
+    let step = true;
+    try {
+      const next = new URL(url, window.location.href), now = new URL(window.location.href);
+      step = next.pathname !== now.pathname ||
+        guard.steps.some((k) => next.searchParams.get(k) !== now.searchParams.get(k));
+    } catch (err) { /* an address this page cannot read: leave it to the browser */ }
+    if (step && !guard.pushed) { guard.pushed = true; return push(state, title, url); }
+    return replace(state, title, url);
+  };
+}
+"""
+_history = st.components.v2.component("explorer.history_guard", js=_HISTORY_JS)
+
+
+def history_guard() -> None:
+    """Mount the page-side rule for history entries (see ``_HISTORY_JS``); on every page, once per run."""
+    _history(data={"steps": list(STEPS)}, key="history_guard")

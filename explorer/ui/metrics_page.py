@@ -15,32 +15,10 @@ from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.figures import PALETTE
 from explorer.quality import QualityOptions, QualityReport, quality_report
-from explorer.ui import state
+from explorer.ui import sidebar, state
 
 LIMITS = [1000, 2000, 5000, 10000, 0]  # images evaluated; 0 = the whole split
 NO_OOD = "none"
-
-
-# --- shared with the compare page ------------------------------------------------------------------
-
-
-def checkpoint_names() -> list[str]:
-    """Shipped checkpoints (the default first), then this session's uploads."""
-    return [p.stem for p in state.shipped_checkpoints()] + list(state.uploads())
-
-
-def checkpoint(name: str) -> state.CheckpointRef:
-    held = state.uploads().get(name)
-    if held is not None:
-        return held
-    paths = {p.stem: p for p in state.shipped_checkpoints()}
-    return state.checkpoint_ref(paths[name])
-
-
-def trained_on(ckpt: state.CheckpointRef) -> str:
-    """The built-in dataset a checkpoint was trained on, or Fashion-MNIST for anything else."""
-    name = ckpt.meta.get("dataset", {}).get("name")
-    return name if name in dataset_names() else "fashion-mnist"
 
 
 @st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)
@@ -122,16 +100,15 @@ def curve_figure(curves: list[tuple[str, list[tuple[int, float]]]], points: list
 def _choices() -> tuple[state.CheckpointRef, str, str, int, str | None] | None:
     sb = st.sidebar
     sb.header("Metrics")
-    names = checkpoint_names()
-    if not names:
-        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
+    picked = sidebar.checkpoint_picker(sb)
+    if picked is None:
         return None
-    name = sb.selectbox("Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads")
-    ckpt = checkpoint(name)
+    ckpt = picked[0]
+    sidebar.stage_checkpoint(ckpt)
     datasets = dataset_names()
-    if st.session_state.get("met_ds_for") != name or st.session_state.get("met_ds") not in datasets:
-        st.session_state["met_ds_for"] = name  # another checkpoint starts on the data it was trained on
-        st.session_state["met_ds"] = trained_on(ckpt)
+    if st.session_state.get("met_ds_for") != ckpt.name or st.session_state.get("met_ds") not in datasets:
+        st.session_state["met_ds_for"] = ckpt.name  # another checkpoint starts on the data it was trained on
+        st.session_state["met_ds"] = state.home_dataset(ckpt)
     dataset = sb.selectbox("Dataset", datasets, key="met_ds", help="Built-in datasets: they have a train split")
     split = sb.radio("Split", ["test", "train"], horizontal=True, key="met_split")
     limit = sb.select_slider(

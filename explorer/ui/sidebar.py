@@ -13,6 +13,7 @@ from explorer.ui import bridge, links, state
 from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
+DEFAULT_N = 10000
 PROJECTIONS = {"UMAP 2-D": ("umap", 2), "UMAP 3-D": ("umap", 3), "PCA 2-D": ("pca", 2)}
 ENGINES = {"built-in (fast)": "builtin", "reference UMAP (umap-learn)": "umap-learn"}
 # the sidebar's widgets: remembered with each map drawn, put back by Cancel
@@ -22,8 +23,32 @@ CANCELLED = "map:cancelled"  # key of a map whose computation was cancelled and 
 
 
 def colour_options(encoded: Encoded) -> list[str]:
-    """What the map can be coloured by: label, error, one code coordinate, and the model's own statistics."""
-    return ["label", "reconstruction error", encoded.code_name, *(encoded.title(k) for k in encoded.stats)]
+    """What the map can be coloured by: label, error, one code coordinate, the model's own statistics, and how
+    much of each image's latent neighbourhood the map kept."""
+    from explorer.ui.map_view import NEIGHBOURHOOD
+
+    return [
+        "label",
+        "reconstruction error",
+        encoded.code_name,
+        *(encoded.title(k) for k in encoded.stats),
+        NEIGHBOURHOOD,
+    ]
+
+
+def faithfulness_note(ctx: state.Context) -> None:
+    """At the foot of the sidebar, measured once the map is on screen: how far to trust its islands."""
+    from explorer.faithfulness import K
+
+    f = state.map_faithfulness(ctx)
+    st.sidebar.caption(
+        f"Map faithfulness (k = {K}, {f.measured_on:,} images): trustworthiness {f.trustworthiness:.3f}, "
+        f"continuity {f.continuity:.3f}; on average {100 * float(f.kept.mean()):.0f} % of an image's latent "
+        "neighbours are its map neighbours. Colour by “neighbours kept by the map” to see where.",
+        help="Trustworthiness: map neighbours that were neighbours in latent space (1 = no false islands). "
+        "Continuity: latent neighbours kept together on the map (1 = nothing torn apart). A random layout scores "
+        "about 0.5.",
+    )
 
 
 def _upload_panel(sb) -> None:
@@ -42,11 +67,9 @@ def _upload_panel(sb) -> None:
             if st.session_state.get("up_data_done") != token:
                 st.session_state["up_data_done"] = token
                 ckpt_name = st.session_state.get("ckpt")
-                held = state.uploads().get(ckpt_name) if ckpt_name in state.uploads() else None
-                shape = held.input_shape if held else (1, 28, 28)
-                if held is None and ckpt_name:
-                    path = {p.stem: p for p in state.shipped_checkpoints()}.get(ckpt_name)
-                    shape = state.checkpoint_ref(path).input_shape if path else shape
+                shape = (1, 28, 28)
+                if ckpt_name in state.checkpoint_names():  # the images are fitted to the model in use
+                    shape = state.checkpoint(ckpt_name).input_shape
                 try:
                     label = state.add_dataset(data_file.name, data_file.getvalue(), shape)
                     st.session_state["ds"] = label
@@ -57,40 +80,68 @@ def _upload_panel(sb) -> None:
         (sb.success if msg[0] == "ok" else sb.error)(msg[1])
 
 
+def _fields() -> tuple:
+    names = state.checkpoint_names()
+    return links.sidebar_fields(
+        names, dataset_names() + list(state.uploaded_datasets()), list(SPLITS), SIZES, list(PROJECTIONS),
+        list(ENGINES), list(METRICS), names[0] if names else "",
+    )  # fmt: skip
+
+
+def checkpoint_picker(sb) -> tuple[state.CheckpointRef, tuple] | None:
+    """The checkpoint every page acts on: one choice for the whole session, read from a link (or, after Back,
+    from the address), carried from page to page, and put in the address by each page (``links.stage``).
+    Returns (the checkpoint, the sidebar's link fields), or None when there is no checkpoint at all."""
+    if not state.checkpoint_names():
+        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
+        return None
+    fields = _fields()
+    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()}, state.kept_upload)
+    fields = _fields()  # a link may have brought back a kept upload
+    name = sb.selectbox(
+        "Checkpoint",
+        state.checkpoint_names(),
+        key="ckpt",
+        help="Shipped checkpoints, then your uploads (this session only)",
+    )
+    ckpt = state.checkpoint(name)
+    meta = ckpt.meta
+    metrics = meta.get("metrics", {})
+    device = meta.get("training", {}).get("device", "?")
+    home = state.home_dataset(ckpt)
+    sb.caption(
+        f"**{ckpt.describe()}** · "
+        + (f"trained on {home} ({device})" if device != "imported" else f"imported; its errors point to {home}")
+        + (f" · test MSE {metrics['mse']:.4f}" if "mse" in metrics else "")
+    )
+    links.remember_sidebar(fields)
+    return ckpt, fields
+
+
+def stage_checkpoint(ckpt: state.CheckpointRef) -> None:
+    """The checkpoint alone in the address (pages without the map's sidebar: Metrics, Compare), written now:
+    what these pages compute may take a while, and the address should name the model meanwhile."""
+    links.stage("sidebar", {"model": ckpt.digest} if ckpt.uploaded else {"ckpt": ckpt.name})
+    links.flush()
+
+
 def render() -> state.Context | None:
     # first in the main area on every page and every run, so a progress bar shown here never moves the rest
     slot = st.empty()
     sb = st.sidebar
     sb.header("Latent space explorer")
-    paths = {p.stem: p for p in state.shipped_checkpoints()}
     if settings.current().allow_uploads:
         _upload_panel(sb)
-    names = list(paths) + list(state.uploads())
-    if not names:
-        sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
-        return None
-    fields = links.sidebar_fields(
-        names, dataset_names() + list(state.uploaded_datasets()), list(SPLITS), SIZES, list(PROJECTIONS),
-        list(ENGINES), list(METRICS), names[0],
-    )  # fmt: skip
-    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()}, state.kept_upload)
-    names = list(paths) + list(state.uploads())  # a link may have brought back a kept upload
     notices = st.container()  # at the top of the page, under the progress slot
-    name = sb.selectbox(
-        "Checkpoint", names, key="ckpt", help="Shipped checkpoints, then your uploads (this session only)"
-    )
-    ckpt = state.uploads()[name] if name in state.uploads() else state.checkpoint_ref(paths[name])
-    meta = ckpt.meta
-    trained_on = meta.get("dataset", {}).get("name", "fashion-mnist")
-    metrics = meta.get("metrics", {})
-    sb.caption(
-        f"**{ckpt.kind.upper()}** · {meta['config']['backbone']} · latent {ckpt.latent_dim} · "
-        f"trained on {trained_on} ({meta.get('training', {}).get('device', '?')})"
-        + (f" · test MSE {metrics['mse']:.4f}" if "mse" in metrics else "")
-    )
+    picked = checkpoint_picker(sb)
+    if picked is None:
+        return None
+    ckpt, fields = picked
+    name = ckpt.name
+    trained_on = state.home_dataset(ckpt)
 
     datasets = dataset_names() + list(state.uploaded_datasets())
-    default = trained_on if trained_on in datasets else "fashion-mnist"
+    default = trained_on
     before = st.session_state.get("ds_for")
     if before != name:  # another checkpoint starts on the data it was trained on
         st.session_state["ds_for"] = name
@@ -107,7 +158,17 @@ def render() -> state.Context | None:
         disabled=ds_name not in dataset_names(),
         help="all: train and test together (Fashion-MNIST: 70,000 images with “Images to map: all”)",
     )
-    n = sb.select_slider("Images to map", SIZES, format_func=lambda v: "all" if v == 0 else f"{v:,}", key="n")
+    try:
+        total = state.dataset_size(ds_name, split)
+    except ExplorerError as exc:
+        st.error(f"Cannot read {ds_name} ({split}): {exc}")
+        return None
+    sizes = [v for v in SIZES if 0 < v < total] + [0]  # sizes this dataset has, then all of it
+    if st.session_state.get("n") not in sizes:  # e.g. 10,000 of a 1,000-image split: all of them
+        st.session_state["n"] = 0
+    n = sb.select_slider(
+        "Images to map", sizes, format_func=lambda v: f"all {total:,}" if v == 0 else f"{v:,}", key="n"
+    )
 
     warm = state.warm_reference_umap()  # the first run of the server starts it; later runs read its status
     proj_label = sb.radio("Projection", list(PROJECTIONS), horizontal=True, key="proj")
@@ -156,8 +217,9 @@ def render() -> state.Context | None:
     )
     ctx = state.Context(ckpt, ds, data_key, params, md, color_by, color_dim)
     links.remember_sidebar(fields)
-    links.write(
-        links.sidebar_params(fields, color_by, ckpt.digest if ckpt.uploaded else None, trained_on), links.SIDEBAR_OWNED
+    digest = ckpt.digest if ckpt.uploaded else None
+    links.stage(
+        "sidebar", links.sidebar_params(fields, color_by, digest, trained_on, all_is_default=total <= DEFAULT_N)
     )
     links.show_notices(notices)
     with sb:

@@ -15,6 +15,7 @@ import streamlit as st
 from explorer import kept, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
+from explorer.errors import ExplorerError
 from explorer.projection import ProjectionParams
 from explorer.workspace import (
     CHECKPOINT_DIR,
@@ -59,6 +60,31 @@ class CheckpointRef:
     def latent_dim(self) -> int:
         return int(self.meta["config"]["latent_dim"])
 
+    @property
+    def trained_on(self) -> str | None:
+        """The dataset the checkpoint names as its own (for an import: the one its errors pointed to)."""
+        named = self.meta.get("dataset")
+        name = named.get("name") if isinstance(named, dict) else None
+        return name if isinstance(name, str) and name != "unknown" else None
+
+    def describe(self) -> str:
+        """ "VAE · conv · latent 16" — what it is, in the words the sidebar and the pages use."""
+        cfg = self.meta["config"]
+        notes = cfg.get("notes") or {}
+        from explorer import models
+
+        kind = self.kind.upper()
+        try:
+            imported = not models.model_class(self.kind).trainable
+        except ExplorerError:
+            imported = False
+        if imported:  # a graph pair run as exported (ONNX): its family, then where it came from
+            kind = ("VAE" if cfg.get("variational") else "AE") + f" ({kind})"
+        arch = notes.get("architecture") or {"layerstack": "layers"}.get(cfg.get("backbone"), cfg.get("backbone", "?"))
+        if notes.get("imported_from") == "keras":
+            kind += " (Keras)"
+        return f"{kind} · {arch} · latent {self.latent_dim}"
+
 
 @dataclass
 class Context:
@@ -75,6 +101,29 @@ class Context:
     @property
     def key(self) -> str:
         return map_key(self.ckpt.digest, self.data_key, self.params)
+
+
+def checkpoint_names() -> list[str]:
+    """What the checkpoint boxes offer: shipped checkpoints (the default first), then this session's uploads."""
+    return [p.stem for p in shipped_checkpoints()] + list(uploads())
+
+
+def checkpoint(name: str) -> CheckpointRef:
+    """A checkpoint by the name the boxes show (an upload of this session, or a shipped file)."""
+    if name in uploads():
+        return uploads()[name]
+    paths = {p.stem: p for p in shipped_checkpoints()}
+    if name not in paths:
+        raise KeyError(name)
+    return checkpoint_ref(paths[name])
+
+
+def home_dataset(ckpt: CheckpointRef) -> str:
+    """The built-in dataset a checkpoint opens on: its own, or Fashion-MNIST when it names none we have."""
+    from explorer.data import dataset_names
+
+    name = ckpt.trained_on
+    return name if name in dataset_names() else "fashion-mnist"
 
 
 def shipped_checkpoints() -> list[Path]:
@@ -156,9 +205,11 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
         lines = describe(model)
     else:
         model, report = import_files(files, opts)
+        # the dataset its errors pointed to (or the one the person chose): the sidebar opens on it
+        found = next((d.value for d in report.decisions if d.name == "dataset"), None)
         data = checkpoint_bytes(
             model,
-            dataset={"name": opts.dataset or "unknown"},
+            dataset={"name": opts.dataset or found or "unknown"},
             training={"device": "imported", "source": f"{report.source}: {name}"},
             metrics={},
         )
@@ -228,6 +279,13 @@ def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> st
     while len(held) > MAX_UPLOADS:
         held.pop(next(iter(held)))
     return label
+
+
+def dataset_size(name: str, split: str) -> int:
+    """How many images a dataset (and, for a built-in one, its split) holds."""
+    if name in uploaded_datasets():
+        return len(uploaded_datasets()[name][0])
+    return len(load_dataset(name, split))
 
 
 @st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Loading images…")
@@ -367,3 +425,34 @@ def aggregate_posterior(key: str, _model, _latents: np.ndarray):
     from explorer.ops import AggregatePosterior
 
     return AggregatePosterior.for_model(_model, _latents)
+
+
+@st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Measuring each dimension's KL on the mapped images…")
+def kl_per_dimension(key: str, _model, _images: np.ndarray) -> np.ndarray | None:
+    """A variational model's mean KL per latent dimension over a map's images (``ops.kl_per_dimension``)."""
+    from explorer.ops import kl_per_dimension as measure
+
+    return measure(_model, _images)
+
+
+@dataclass(frozen=True, eq=False)
+class Faithfulness:
+    kept: np.ndarray  # (N,) share of each image's latent neighbours that are its map neighbours too
+    trustworthiness: float
+    continuity: float
+    measured_on: int  # images the two numbers were computed on
+
+
+@st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner=False)
+def faithfulness(key: str, metric: str, _latents: np.ndarray, _embedding: np.ndarray) -> Faithfulness:
+    """How well a map keeps its images' latent neighbourhoods (``explorer.faithfulness``), once per map."""
+    from explorer import faithfulness as f
+
+    metric = metric if metric in ("euclidean", "cosine") else "euclidean"
+    kept = f.neighbours_kept(_latents, _embedding, metric=metric)
+    trust, cont, used = f.trustworthiness_continuity(_latents, _embedding)
+    return Faithfulness(kept, trust, cont, used)
+
+
+def map_faithfulness(ctx: Context) -> Faithfulness:
+    return faithfulness(ctx.key, ctx.params.metric, ctx.map.encoded.latents, ctx.map.projection.embedding)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import images
+from explorer import charts, images
 from explorer.errors import ExplorerError
 from explorer.figures import overlay_trace
 from explorer.selection import Picked, find, parse_point
@@ -25,8 +25,11 @@ def page(view: str, panel) -> None:
     ctx = sidebar.render()
     if ctx is None:
         return
+    st.html(map_view.CSS)
     _body(ctx, view, panel)
+    links.flush()  # the whole run's address, in one message (app.py flushes again if a page staged more)
     state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
+    sidebar.faithfulness_note(ctx)  # measured once per map, after it is drawn
 
 
 @st.fragment
@@ -34,28 +37,28 @@ def _body(ctx: Context, view: str, panel) -> None:
     """Map and panel: a selection, a panel widget or Go to reruns this part only, not the sidebar."""
     pick = map_view.current_pick(ctx)
     if (linked := links.pending_pick(len(ctx.map.labels), ctx.params.n_components)) is not None:
-        map_view.set_pick(linked)  # a link's selection, drawn as rings
+        map_view.set_pick(linked)  # a link's selection (or, after Back, the one before)
+        map_view.restart_chart()  # the chart may still draw a selection of its own: a new one draws this
         pick = linked
-    left, right = st.columns([3, 2], gap="medium")
-    with right:
+    if (view := links.pending_view(ctx.map.class_names, ctx.params.n_components)) is not None:
+        map_view.open_on(ctx, view)
+    left, right = st.columns([5, 3], gap="medium")
+    with right, st.container(key="lx-panel"):
         try:
             overlays = panel(ctx, pick) or []
         except ExplorerError as exc:
             st.error(str(exc))
             overlays = []
-        if pick.ids and not map_view.shown_by_chart(view):  # made elsewhere: Plotly does not draw it here
-            rings = ctx.map.projection.embedding[list(pick.ids)]
-            overlays.insert(0, overlay_trace(rings, "selected", name="selected"))
     with left:
         links.show_notices(st, links.MAP_NOTICES)
-        _goto(ctx)
-        map_view.render(ctx, view, overlays)
-    links.write(links.map_params(st.session_state.get(map_view.PICK, Picked())), links.MAP_OWNED)
+        map_view.render(ctx, view, overlays, goto=lambda where: _goto(ctx, where))
+    links.stage("map", links.map_params(st.session_state.get(map_view.PICK, Picked()), ctx))
+    links.flush(fragment_only=True)
     timing.mark("map_drawn", view=view)
 
 
-def _goto(ctx: Context) -> None:
-    """ "Go to #index or class": selects those images, which every page then shows."""
+def _goto(ctx: Context, where) -> None:
+    """ "Go to #index or class" in ``where``: selects those images, which every page then shows."""
     n = len(ctx.map.labels)
 
     def apply() -> None:
@@ -70,15 +73,16 @@ def _goto(ctx: Context) -> None:
             return
         map_view.set_pick(Picked(tuple(int(i) for i in ids)))
 
-    st.text_input(
+    where.text_input(
         "Go to",
         key="goto",
         on_change=apply,
-        placeholder=f"an index (0–{n - 1}) or a class name",
+        placeholder=f"Go to an index (0–{n - 1}) or a class",
         label_visibility="collapsed",
     )
-    if msg := st.session_state.get("goto_msg"):
-        st.error(msg)
+    # shown once: the next thing the person does (any rerun of the map) takes it away
+    if msg := st.session_state.pop("goto_msg", None):
+        st.error(msg, icon=":material/search_off:")
 
 
 def _seeded(key: str, default) -> str:
@@ -154,13 +158,23 @@ def _order(ctx: Context, ids: np.ndarray, how: str) -> np.ndarray:
     return np.sort(ids)
 
 
-def _one_image(ctx: Context, i: int) -> None:
-    """One image: itself, its reconstruction, and its nearest images in latent space."""
+def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
+    """One image: itself, its reconstruction, and its nearest images in latent space; the panel scrolls to it.
+    ``closable``: a close-up of one image of a larger selection, with a button back to the grid."""
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, ctx.dataset.images[[i]])
     idx, _ = ops.nearest(ctx.map.encoded.latents, ctx.map.encoded.latents[[i]], k=min(9, len(ctx.map.labels)))
     near = [j for j in idx[0].tolist() if j != i][:8]
-    st.markdown(f"**#{i} ({_label(ctx, i)})** — reconstruction MSE {err[0]:.4f}")
+    bridge.scroll_here(key=f"scroll:{i}")
+    head, close = st.columns([5, 1], vertical_alignment="center")
+    head.markdown(f"**#{i} ({_label(ctx, i)})** — reconstruction MSE {err[0]:.4f}; ringed on the map")
+    if closable:
+        close.button(
+            "✕",
+            key="sel_unfocus",
+            help="Back to the selection",
+            on_click=lambda: st.session_state.pop("sel_focus", None),
+        )
     st.image(
         images.strip(np.concatenate([ctx.dataset.images[[i]], recon]), scale=_scale(ctx, 84)),
         caption="original | reconstruction",
@@ -169,7 +183,7 @@ def _one_image(ctx: Context, i: int) -> None:
     bridge.thumbnails(
         ctx.dataset.images[near],
         near,
-        [f"#{j} {_label(ctx, j)}" for j in near],
+        [f"#{j}" for j in near],
         [f"#{j} ({_label(ctx, j)})" for j in near],
         cols=8,
         key=f"near:{i}",
@@ -179,6 +193,11 @@ def _one_image(ctx: Context, i: int) -> None:
 
 def _selection_grid(ctx: Context, pick: Picked) -> None:
     ids = np.asarray(pick.ids, dtype=np.int64)
+    focus = st.session_state.get("sel_focus")
+    focus = focus if focus in set(pick.ids) else None
+    if focus is not None:  # first, where the eye is: the grid stays below it
+        _one_image(ctx, int(focus), closable=True)
+        st.divider()
     c1, c2 = st.columns([3, 2])
     how = c1.selectbox("Order", SORTS, key="sel_sort")
     pages = max(1, -(-len(ids) // PAGE))
@@ -191,8 +210,6 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
         f"**{len(ids):,} selected** — original | reconstruction, per-image MSE; click one to look closer"
         + (f"; images {(page - 1) * PAGE + 1}–{(page - 1) * PAGE + len(shown)}" if pages > 1 else "")
     )
-    focus = st.session_state.get("sel_focus")
-    focus = focus if focus in set(pick.ids) else None
     bridge.thumbnails(
         pairs,
         shown.tolist(),
@@ -205,8 +222,6 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
     )
     mean = float(ctx.map.encoded.recon_error[ids].mean())
     st.caption(f"Mean MSE of the whole selection: {mean:.4f}.")
-    if focus is not None:
-        _one_image(ctx, int(focus))
 
 
 def _focus_label(ctx: Context):
@@ -214,7 +229,10 @@ def _focus_label(ctx: Context):
 
 
 def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
-    st.subheader("Map & decode")
+    title, clear = st.columns([3, 2], vertical_alignment="center")
+    title.subheader("Map & decode")
+    if pick:
+        clear.button("Clear selection", on_click=map_view.clear_pick, key="sel_clear", width="stretch")
     overlays: list[dict] = []
     two_d = ctx.params.n_components == 2
     if two_d:
@@ -225,10 +243,8 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
             on_change=_typed_spot,
             args=(ctx,),
         )
-        if msg := st.session_state.get("typed_msg"):
+        if msg := st.session_state.pop("typed_msg", None):
             st.error(msg)
-    if pick:
-        st.button("Clear selection", on_click=map_view.clear_pick, key="sel_clear")
     spot = pick.spot
     if spot is not None and two_d:
         z, img, far = _decode_spot(ctx, spot)
@@ -352,11 +368,67 @@ def sample_view() -> None:
 # --------------------------------------------------------------------------------------- traverse
 
 
+TRAVERSE_MODES = ("one dimension", "every dimension")
+ALL_STEPS = 9  # values per dimension in the every-dimension grid
+MAX_ROWS = 32  # dimensions (or features) it shows at most
+
+
+def _traverse_all(ctx: Context, i: int) -> list[dict]:
+    """Every latent dimension of image i at once: one row per dimension, the informative ones first (a VAE's by
+    KL, with a bar chart of KL per dimension; other models by their spread over the data; an SAE's by this
+    image's active features, strongest first)."""
+    model = state.model(ctx.ckpt)
+    lat = ctx.map.encoded.latents
+    z = lat[i]
+    kl = state.kl_per_dimension(ctx.key, model, ctx.dataset.images)
+    if model.sparse_codes:
+        order = [int(d) for d in np.argsort(-z) if z[d] > 0][:MAX_ROWS]
+        labels = [f"{model.code_name} {d} ({z[d]:.2f})" for d in order]
+        why = f"this image's {len(order)} active {model.code_name}s, strongest first"
+    elif kl is not None:
+        order = [int(d) for d in np.argsort(-kl)][:MAX_ROWS]
+        labels = [f"dim {d} · KL {kl[d]:.2f}" for d in order]
+        why = "dimensions by their KL (nats), most informative first"
+    else:
+        spread = lat.std(0)
+        order = [int(d) for d in np.argsort(-spread)][:MAX_ROWS]
+        labels = [f"dim {d} · σ {spread[d]:.2f}" for d in order]
+        why = "dimensions by their spread over the mapped images, widest first"
+    if not order:
+        st.info("This image activates no feature: there is nothing to vary.")
+        return []
+    path = ops.traverse_all(lat, z, order, ALL_STEPS, sparse=model.sparse_codes)
+    frames = ops.decode(model, path)
+    st.markdown(f"**#{i} ({_label(ctx, i)})**: {why}; each row sweeps one from low to high")
+    st.image(images.labelled_rows(frames, labels, ALL_STEPS, scale=_scale(ctx, 40)), width="stretch")
+    if kl is not None:
+        ranked = np.sort(kl)[::-1]
+        st.plotly_chart(
+            charts.bar_figure([f"dim {d}" for d in np.argsort(-kl)], ranked, x_title="latent dimension, by KL",
+                              y_title="KL (nats)"),
+            key="trav_kl", config={"displayModeBar": False},
+        )  # fmt: skip
+        used = int((kl > 0.1).sum())
+        st.caption(
+            f"{used} of {len(kl)} dimensions carry more than 0.1 nats; together {kl.sum():.1f} nats per image. "
+            "A dimension near 0 has collapsed to the prior: the decoder ignores it."
+        )
+    return []
+
+
 def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Traverse")
     lat = ctx.map.encoded.latents
     n = len(lat)
     default = pick.ids[0] if pick.ids else 0
+    mode = st.radio("Vary", TRAVERSE_MODES, horizontal=True, key="trav_mode")
+    if mode == TRAVERSE_MODES[1]:
+        i = int(
+            st.number_input(
+                "Image index", 0, n - 1, default, key=f"trav_all_i:{default}", help="The first selected image"
+            )
+        )
+        return _traverse_all(ctx, i)
     c1, c2 = st.columns(2)
     i = int(
         c1.number_input(

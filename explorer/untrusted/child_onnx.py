@@ -56,6 +56,7 @@ def read_onnx(data: bytes, request: dict[str, Any]) -> bytes:
     if not model.graph.node or not model.graph.output:
         raise Refusal(f"this file holds no ONNX graph (no operators or no outputs); {REEXPORT}")
     nodes = check_onnx_contents(model, request)
+    ops = sorted({node.op_type[:40] for node in model.graph.node})[:64]  # what kind of network it is, for labels
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     producer = model.producer_name[:80]
     del model  # onnxruntime parses its own copy
@@ -71,7 +72,9 @@ def read_onnx(data: bytes, request: dict[str, Any]) -> bytes:
             raise Refusal(found[1].format(*found[0].groups(), v=ort.__version__)) from None
         raise Refusal(f"onnxruntime {ort.__version__} cannot load this graph{ort_detail(text)}; {REEXPORT}") from None
     inputs, outputs = run_once(session)
-    description = {"inputs": inputs, "outputs": outputs, "opset": opset, "nodes": nodes, "producer": producer}
+    description = {
+        "inputs": inputs, "outputs": outputs, "opset": opset, "nodes": nodes, "producer": producer, "ops": ops,
+    }  # fmt: skip
     return json.dumps(description).encode("utf-8")
 
 

@@ -137,7 +137,12 @@ def test_compare_selection_on_one_map_lights_up_the_same_images_on_both():
     left, right, _ = specs(at)
     assert selected(left) == selected(right) == [3, 10, 42]
     assert any("3 selected" in m.value and "left map" in m.value for m in at.markdown)
-    assert len(at.get("image")) == 1
+    # the images, then each model's reconstructions of them
+    assert [i.proto.imgs[0].caption for i in at.get("image")] == [
+        "the selected images",
+        f"left: {state.DEFAULT_CHECKPOINT}'s reconstructions and their MSE",
+        "right: mnist-ae-mlp32's reconstructions and their MSE",
+    ]
     at.button(key="cmp_clear").click().run()
     left, right, _ = specs(at)
     assert selected(left) == selected(right) == [] and not at.session_state["cmp_link"].ids

@@ -162,6 +162,7 @@ def test_selection_carries_to_interpolate_and_traverse():
     interp = view_app("interpolate_view")
     interp.session_state["pick"] = at.session_state["pick"]
     interp.session_state["pick:map"] = at.session_state["pick:map"]
+    interp.session_state["pick:images"] = at.session_state["pick:images"]
     interp.run()
     assert any("#7" in m.value and "#8" in m.value for m in interp.markdown)
     interp.selectbox(key="interp_b:8").select(9).run()
@@ -169,6 +170,7 @@ def test_selection_carries_to_interpolate_and_traverse():
     trav = view_app("traverse_view")
     trav.session_state["pick"] = at.session_state["pick"]
     trav.session_state["pick:map"] = at.session_state["pick:map"]
+    trav.session_state["pick:images"] = at.session_state["pick:images"]
     trav.run()
     assert any(m.value.startswith("**#7 ") for m in trav.markdown)
 
@@ -205,7 +207,7 @@ def test_a_clicked_thumbnail_opens_that_image_with_clickable_neighbours():
     at.session_state["sel_focus"] = 7  # what a click on thumbnail #7 sets (explorer.ui.bridge.thumbnails)
     at.run()
     assert_page_shown(at, DEFAULT_MAPPED, images=2)
-    grid, near = thumbnail_grids(at)
+    near, grid = thumbnail_grids(at)  # the close-up first, where the eye is; the grid below it
     assert [c["id"] for c in grid] == list(range(32))  # page 1 of 2, by index
     assert len(near) == 8 and 7 not in [c["id"] for c in near]
     assert any(m.value.startswith("**#7 (") for m in at.markdown)

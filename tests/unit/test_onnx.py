@@ -176,9 +176,12 @@ def test_pixel_scale_is_inferred_from_sample_images(scales, variant):
 
 
 def test_without_sample_images_the_decoder_range_decides(scales):
-    ends_in_sigmoid, _ = import_onnx(scales["ends-in-sigmoid"].files(), ImportOptions(), None)
-    ends_in_tanh, _ = import_onnx(scales["ends-in-tanh"].files(), ImportOptions(), None)
-    logits, report = import_onnx(scales["returns-logits"].files(), ImportOptions(), None)
+    def no_images(shape):
+        raise DatasetError(f"no images of {shape}")
+
+    ends_in_sigmoid, _ = import_onnx(scales["ends-in-sigmoid"].files(), ImportOptions(), no_images)
+    ends_in_tanh, _ = import_onnx(scales["ends-in-tanh"].files(), ImportOptions(), no_images)
+    logits, report = import_onnx(scales["returns-logits"].files(), ImportOptions(), no_images)
     assert (ends_in_sigmoid.config.output_activation, ends_in_sigmoid.config.input_range) == ("identity", "unit")
     assert (ends_in_tanh.config.output_activation, ends_in_tanh.config.input_range) == ("identity", "symmetric")
     assert (logits.config.output_activation, logits.config.input_range) == ("sigmoid", "unit")
