@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from benchmarks import latency, load, speed
+from benchmarks import hover, latency, load, speed
 from explorer.cli.bench import add_arguments, people_of
 
 
@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medians over {args.runs} runs (fresh map: {fresh_runs}) on {os.cpu_count()} CPU cores")
         for k, v in results.items():
             print(f"{k:<{width}}  {v:10.3f}")
+    if "hover" in args.only:
+        hovers = hover.measure(args.runs)
+        print(f"\n{args.runs} hovers per map, on {os.cpu_count()} CPU cores")
+        print(hover.table(hovers))
     if "latency" in args.only:
         figures = latency.measure(args.runs, people_of(args))
         print(f"\n{args.runs} selections per person and {args.runs} page loads per page, on {os.cpu_count()} CPU cores")

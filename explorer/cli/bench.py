@@ -19,7 +19,7 @@ from pathlib import Path
 from explorer.errors import ExplorerError
 
 REPO = Path(__file__).resolve().parents[2]
-PARTS = ("inverse", "interactions", "fresh", "cold", "latency")
+PARTS = ("inverse", "interactions", "fresh", "cold", "latency", "hover")
 SUITES = ("figures", "load")  # the speed figures (PARTS), or the load test
 DEFAULT_PEOPLE = {"figures": [1, 4], "load": [8]}
 

@@ -92,6 +92,8 @@ def features_view() -> None:
         return
     model = state.model(ctx.ckpt)
     if not model.sparse_codes:
+        if (raw := st.query_params.get(PARAM)) is not None:  # kept for when a sparse checkpoint is chosen
+            links.stage("page", {PARAM: raw[:20]})
         _not_sparse(ctx, model)
         return
     dense_pct = st.sidebar.slider(

@@ -192,7 +192,7 @@ def _click_select_a_point(page, server) -> None:
     """Open the map, switch the mouse to "click selects" and click one point: its image is shown."""
     page.goto(server)
     wait_for_map(page)
-    page.get_by_text("click selects").click()
+    page.get_by_role("radio", name="Click", exact=True).click()  # the mouse: click selects
     page.get_by_text("Click a point to select it", exact=False).wait_for(timeout=60_000)
     wait_for_map(page)
     point = _point_on_screen(page)

@@ -206,7 +206,9 @@ def test_output_activation_and_input_range(tmp_path):
     assert decisions["input_range"].source in ("inferred", "assumed")
     # tried on every built-in dataset: the one it reconstructs best is named last, with the runner-up's error
     assert [d.name for d in report.decisions][-3:] == ["output_activation", "input_range", "dataset"]
-    assert decisions["dataset"].source == "inferred" and decisions["dataset"].runner_up_error >= decisions["dataset"].error
+    assert (
+        decisions["dataset"].source == "inferred" and decisions["dataset"].runner_up_error >= decisions["dataset"].error
+    )
 
 
 def test_a_linear_output_leaves_the_output_activation_open(tmp_path):
