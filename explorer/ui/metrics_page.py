@@ -152,10 +152,18 @@ def metrics_view() -> None:
             for title, model, pca in report.rows()
         ]
         st.dataframe(rows, hide_index=True, width="stretch")
+        likelihood = ""
+        if "log_likelihood" in report.figures:
+            likelihood = (
+                f" ELBO and log-likelihood: nats per image on the first {ctx.get('likelihood_images', 0):,} images, "
+                "the decoder read as a Bernoulli per pixel (the BCE it was trained with); the likelihood is "
+                f"importance-sampled with k = {ctx.get('likelihood_k', 0)} draws from the posterior, a tighter "
+                "bound than the ELBO (higher is better for both)."
+            )
         st.caption(
             "Active units: posterior-mean variance over the images above 0.01. Dead features: never active on "
             "these images; dense: active on more than 10 % of them. Outlier AUROC: how often an outlier "
-            "reconstructs worse than an inlier (1 = always, 0.5 = chance)."
+            "reconstructs worse than an inlier (1 = always, 0.5 = chance)." + likelihood
         )
     with right:
         n, mse = report.model_point

@@ -40,8 +40,8 @@ def _body(ctx: Context, view: str, panel) -> None:
         map_view.set_pick(linked)  # a link's selection (or, after Back, the one before)
         map_view.restart_chart()  # the chart may still draw a selection of its own: a new one draws this
         pick = linked
-    if (view := links.pending_view(ctx.map.class_names, ctx.params.n_components)) is not None:
-        map_view.open_on(ctx, view)
+    if (opens_on := links.pending_view(ctx.map.class_names, ctx.params.n_components)) is not None:
+        map_view.open_on(ctx, opens_on)
     left, right = st.columns([5, 3], gap="medium")
     with right, st.container(key="lx-panel"):
         try:

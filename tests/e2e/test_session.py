@@ -331,3 +331,18 @@ def test_the_exported_map_keeps_its_labels_hover_images_and_provenance(server, p
         "() => [...document.querySelectorAll('canvas')].some(c => c.style.display === 'block' && c.width > 50)",
         timeout=10_000,
     )
+
+
+def test_compare_titles_sit_above_the_maps_and_the_table_shows_every_row(server, page):
+    page.goto(server + "/compare")
+    title = page.get_by_text("Left: fashion-mnist-vae-conv16", exact=False)
+    title.wait_for(timeout=240_000)
+    page.wait_for_function(IDLE, timeout=300_000)
+    chart = page.locator(".js-plotly-plot").first.bounding_box()
+    assert title.bounding_box()["y"] + title.bounding_box()["height"] <= chart["y"] + 1  # not under the tool bar
+    table = page.locator("[data-testid='stDataFrame']").first
+    table.wait_for(timeout=60_000)
+    # the table is as tall as its rows: nothing to scroll inside it
+    rows = int(table.locator("[aria-rowcount]").first.get_attribute("aria-rowcount"))  # the header included
+    height = table.bounding_box()["height"]
+    assert rows >= 8 and height >= 35 * rows, (rows, height)
