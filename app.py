@@ -11,7 +11,6 @@ st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout=
 auth.require_login()  # nothing unless the host put [auth] in the app's secrets (docs/DEPLOY.md)
 
 links.begin_run()  # every part of the page stages its share of the address; one write at the end
-links.history_guard()  # browser history: one entry per step a person takes (see explorer/ui/links.py)
 
 decode = st.Page(views.decode_view, title="Map & decode", url_path="decode", default=True)
 
@@ -43,4 +42,5 @@ pages = {
 }
 st.navigation(pages, position="top").run()
 links.flush()
+links.history_guard()  # browser history: one entry per step a person takes (see explorer/ui/links.py)
 freeze_long_lived()  # after a run that imported something: keeps Streamlit's collection after each run cheap

@@ -44,18 +44,28 @@ def _figure_and_images() -> tuple[dict, np.ndarray]:
         "marker": {"size": 4, "opacity": 0.8, "color": labels, "colorscale": "Turbo"},
         "hovertemplate": "index %{customdata}<extra></extra>",
     }
-    layout = {"height": 620, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "dragmode": "select"}
+    layout = {"autosize": True, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "dragmode": "select"}
     return {"data": [trace], "layout": layout}, imgs
+
+
+# the app's page geometry (explorer/ui/map_view.py): the map fills the window's height and most of its width,
+# so both pages draw the same number of pixels for every selection
+CSS = """<style>
+.st-key-bare-map .stPlotlyChart, .st-key-bare-map .js-plotly-plot { height: max(420px, calc(100vh - 190px)) !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.6rem; padding-bottom: 1rem; padding-left: 2rem; padding-right: 2rem; }
+</style>"""
 
 
 def page() -> None:
     st.set_page_config(page_title="Bare Streamlit + Plotly", layout="wide")
+    st.html(CSS)
     figure, imgs = _figure_and_images()
-    left, right = st.columns([3, 2], gap="medium")
-    with left:
+    left, right = st.columns([5, 3], gap="medium")
+    with left, st.container(key="bare-map"):
         event = st.plotly_chart(
-            figure, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch"
-        )
+            figure, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch",
+            height="stretch", config={"responsive": True},
+        )  # fmt: skip
     ids = [int(p["customdata"]) for p in event["selection"]["points"]]
     with right:
         if ids:

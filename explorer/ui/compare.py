@@ -164,12 +164,9 @@ def compare_view() -> None:
         "both. Double-click a map to clear."
     )
     columns = st.columns(2, gap="medium")
-    sets = []
     for col, (side, ckpt) in zip(columns, (("a", ckpt_a), ("b", ckpt_b))):
         ds, md, key, sprites = sides[side]  # the sprite sheets are named by the images' digest
         widget = f"cmp_map_{side}:{link.generation}"
-        if (made := map_bridge.sprite_set(sprites, map_view.sprites(sprites, ds.images), len(md.labels))) is not None:
-            sets.append(made)
         with col:
             # the title above the chart: inside it, Plotly's tool bar covers it
             st.markdown(f"**{'Left' if side == 'a' else 'Right'}: {ckpt.name}** · {ckpt.describe()}")
@@ -181,10 +178,16 @@ def compare_view() -> None:
                 width="stretch",
                 config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"]},
             )
-    map_bridge.map_bridge(key="cmp_bridge", sets=sets)  # hovered points show their images
+    map_bridge.map_bridge(key="cmp_bridge")  # the maps' page-side listeners (hover images, views)
     if link.ids:
         _selection_panel(link, sides, {"a": ckpt_a, "b": ckpt_b})
     try:
         _metrics([ckpt_a, ckpt_b], dataset, split, n)
     except ExplorerError as exc:
         st.error(f"Cannot compute the metrics: {exc}")
+    sets: list[dict] = []  # hovered points show their images: the sheets are made last, once the page is drawn
+    for ds, md, _, sprites in sides.values():
+        if sprites not in {s["key"] for s in sets}:
+            made = map_bridge.sprite_set(sprites, map_view.sprites(sprites, ds.images), len(md.labels))
+            sets += [made] if made is not None else []
+    map_bridge.serve_sprites(key="cmp_sprites", sets=sets)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CLICK_RADIUS_PX = 14  # a 3-D click selects the nearest point drawn within this distance of the pointer
 HOVER_PX = 112  # the hovered image is drawn about this many pixels high
 
-_JS = """
+_COMMON_JS = """
 const STATE = window.__lxMap || (window.__lxMap = { sets: {}, images: {}, report: null, box: null, last: null });
 
 function sheet(set, index) {
@@ -40,6 +40,11 @@ function sheet(set, index) {
   return img;
 }
 
+"""
+
+_JS = (
+    _COMMON_JS
+    + """
 function hoverBox() {
   if (STATE.box && document.body.contains(STATE.box)) return STATE.box;
   const box = document.createElement('canvas');
@@ -256,10 +261,6 @@ export default function (component) {
   const { data, setTriggerValue } = component;
   STATE.report = setTriggerValue;
   STATE.radius = data.radius;
-  for (const set of data.sets) {
-    STATE.sets[set.key] = set;
-    for (let i = 0; i < set.urls.length; i++) sheet(set, i);  // fetched and decoded now, not on the first hover
-  }
   STATE.marks = data.marks || {};
   // charts come and go with reruns: attach to new ones; rings follow 3-D rotations, which Plotly does not report
   const charts = () => document.querySelectorAll('.js-plotly-plot');
@@ -270,8 +271,32 @@ export default function (component) {
   return () => clearInterval(timer);
 }
 """
+)
+
+# The sprite sheets of the page's maps, named by the images they hold: every sheet fetched and decoded ahead of the
+# first hover, one at a time and only when the page is idle, so they never compete with drawing the map (a hover
+# before then fetches its own sheet at once).
+_SPRITES_JS = (
+    _COMMON_JS
+    + """
+export default function (component) {
+  const { data } = component;
+  for (const set of data.sets) STATE.sets[set.key] = set;
+  const pending = data.sets.flatMap((set) => set.urls.map((_, i) => [set, i]));
+  const next = () => {
+    const item = pending.shift();
+    if (!item) return;
+    const img = sheet(item[0], item[1]);
+    const go = () => requestIdleCallback(next, { timeout: 2000 });
+    if (img.complete) go(); else { img.addEventListener('load', go, { once: true }); img.addEventListener('error', go, { once: true }); }
+  };
+  requestIdleCallback(next, { timeout: 2000 });
+}
+"""
+)
 
 _bridge = st.components.v2.component("explorer.map_bridge", js=_JS)
+_sprites = st.components.v2.component("explorer.sprites", js=_SPRITES_JS)
 
 
 @dataclass(frozen=True)
@@ -333,16 +358,22 @@ def sprite_set(key: str, sheets: SpriteSheets, n: int) -> dict | None:
     }  # fmt: skip
 
 
+def serve_sprites(*, key: str, sets: list[dict]) -> None:
+    """Hand the page the sprite sheets of its maps (``sprite_set`` results). Called at the end of a whole run,
+    outside any fragment: Streamlit keeps a session's media files until its next whole run, and the sheets are
+    made (the first time) after the map and the model, so they never delay the map."""
+    if sets:
+        _sprites(data={"sets": sets}, key=key)
+
+
 def map_bridge(
     *,
     key: str,
-    sets: list[dict],
     on_click: Callable[[int], Any] | None = None,
     on_view: Callable[[View], Any] | None = None,
     marks: dict[str, list[dict]] | None = None,
 ) -> None:
-    """Mount the page-side script for the page's maps. ``sets``: ``sprite_set`` results; ``on_click(row id)``
-    for a click on a 3-D map and ``on_view(View)`` after a zoom, pan, rotation or legend filter, both called
+    """Mount the page-side script for the page's maps: ``on_click(row id)`` for a click on a 3-D map and ``on_view(View)`` after a zoom, pan, rotation or legend filter, both called
     before the rerun they cause. ``marks``: {sprite set key: [{"id": row id, "style": "focus" | "pick"}]}, rings
     drawn in the page around those points of that set's maps."""
 
@@ -360,7 +391,7 @@ def map_bridge(
             on_view(view)
 
     _bridge(
-        data={"sets": sets, "radius": CLICK_RADIUS_PX, "marks": marks or {}},
+        data={"radius": CLICK_RADIUS_PX, "marks": marks or {}},
         key=key,
         on_clicked_change=clicked,
         on_view_change=viewed,

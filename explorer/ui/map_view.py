@@ -76,6 +76,12 @@ def sprites(data_key: str, _images: np.ndarray) -> images.SpriteSheets:
     return images.sprite_sheets(_images)
 
 
+def serve_sprites(ctx: Context) -> None:
+    """The map's hover images, handed to the page at the end of a whole run (``map_bridge.serve_sprites``)."""
+    made = map_bridge.sprite_set(ctx.data_key, sprites(ctx.data_key, ctx.dataset.images), len(ctx.map.labels))
+    map_bridge.serve_sprites(key="lx-sprites", sets=[made] if made else [])
+
+
 def _remember(widget: str, n_rows: int) -> None:
     """on_select callback: fold the chart's new selection into the session's pick.
 
@@ -204,13 +210,14 @@ def _figure(ctx: Context, view: str, overlays: list[dict], pick: Picked, click: 
     return fig
 
 
-def marks(ctx: Context, pick: Picked) -> dict[str, list[dict]]:
-    """Rings the page draws: the image looked at closely, and each image of a small pick."""
+def marks(ctx: Context, pick: Picked, view: str) -> dict[str, list[dict]]:
+    """Rings the page draws: the image looked at closely, and each image of a small pick made elsewhere than on
+    this chart (a Go to, a link, another page: the chart shows its own selections itself)."""
     focus = st.session_state.get("sel_focus")
     out = [{"id": int(focus), "style": "focus"}] if focus is not None and focus in set(pick.ids) else []
     if len(pick.ids) == 1:
         out = [{"id": int(pick.ids[0]), "style": "focus"}]
-    elif len(pick.ids) <= MAX_RINGS:
+    elif len(pick.ids) <= MAX_RINGS and not shown_by_chart(view):
         out += [{"id": int(i), "style": "pick"} for i in pick.ids if i != focus]
     return {ctx.data_key: out}
 
@@ -255,11 +262,7 @@ def render(ctx: Context, view: str, overlays: list[dict] | None = None, goto=Non
             height="stretch",
             config={"displaylogo": False, "modeBarButtonsToRemove": ["toImage"], "responsive": True},
         )
-    sprite = map_bridge.sprite_set(ctx.data_key, sprites(ctx.data_key, ctx.dataset.images), len(ctx.map.labels))
-    map_bridge.map_bridge(
-        key=f"bridge:{view}", sets=[sprite] if sprite else [], on_click=click_pick, on_view=set_view,
-        marks=marks(ctx, pick),
-    )  # fmt: skip
+    map_bridge.map_bridge(key=f"bridge:{view}", on_click=click_pick, on_view=set_view, marks=marks(ctx, pick, view))
     if dims == 3:
         st.caption("Click a point to select it; drag to rotate; hover a point to see its image.")
     elif click:

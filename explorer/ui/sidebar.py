@@ -37,10 +37,22 @@ def colour_options(encoded: Encoded) -> list[str]:
 
 
 def faithfulness_note(ctx: state.Context) -> None:
-    """At the foot of the sidebar, measured once the map is on screen: how far to trust its islands."""
+    """At the foot of the sidebar, on request (a few seconds of CPU the first time a map is asked about): how far
+    to trust its islands. Colouring by the neighbours kept asks too."""
     from explorer.faithfulness import K
+    from explorer.ui.map_view import NEIGHBOURHOOD
 
-    f = state.map_faithfulness(ctx)
+    asked = st.session_state.setdefault("faith:asked", set())
+    if ctx.color_by == NEIGHBOURHOOD:
+        asked.add(ctx.key)
+    if ctx.key not in asked:
+        st.sidebar.button(
+            "How faithful is this map?", key="faith_ask", on_click=lambda: asked.add(ctx.key),
+            help="Trustworthiness and continuity of the layout, and how many of each image's latent neighbours it keeps",
+        )  # fmt: skip
+        return
+    with st.spinner("Measuring which neighbourhoods the map kept…"):
+        f = state.map_faithfulness(ctx)
     st.sidebar.caption(
         f"Map faithfulness (k = {K}, {f.measured_on:,} images): trustworthiness {f.trustworthiness:.3f}, "
         f"continuity {f.continuity:.3f}; on average {100 * float(f.kept.mean()):.0f} % of an image's latent "

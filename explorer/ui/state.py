@@ -15,7 +15,6 @@ import streamlit as st
 from explorer import kept, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
-from explorer.errors import ExplorerError
 from explorer.projection import ProjectionParams
 from explorer.workspace import (
     CHECKPOINT_DIR,
@@ -71,15 +70,9 @@ class CheckpointRef:
         """ "VAE · conv · latent 16" — what it is, in the words the sidebar and the pages use."""
         cfg = self.meta["config"]
         notes = cfg.get("notes") or {}
-        from explorer import models
-
         kind = self.kind.upper()
-        try:
-            imported = not models.model_class(self.kind).trainable
-        except ExplorerError:
-            imported = False
-        if imported:  # a graph pair run as exported (ONNX): its family, then where it came from
-            kind = ("VAE" if cfg.get("variational") else "AE") + f" ({kind})"
+        if "variational" in cfg:  # a graph pair run as exported (ONNX): its family, then where it came from
+            kind = ("VAE" if cfg["variational"] else "AE") + f" ({kind})"
         arch = notes.get("architecture") or {"layerstack": "layers"}.get(cfg.get("backbone"), cfg.get("backbone", "?"))
         if notes.get("imported_from") == "keras":
             kind += " (Keras)"

@@ -29,7 +29,8 @@ def page(view: str, panel) -> None:
     _body(ctx, view, panel)
     links.flush()  # the whole run's address, in one message (app.py flushes again if a page staged more)
     state.model(ctx.ckpt)  # after the map is on screen: the first interaction then finds the model loaded
-    sidebar.faithfulness_note(ctx)  # measured once per map, after it is drawn
+    map_view.serve_sprites(ctx)  # then the hover images (made once per image set)
+    sidebar.faithfulness_note(ctx)  # on request
 
 
 @st.fragment
