@@ -51,8 +51,8 @@ def _figure_and_images() -> tuple[dict, np.ndarray]:
 # the app's page geometry (explorer/ui/map_view.py): the map fills the window's height and most of its width,
 # so both pages draw the same number of pixels for every selection
 CSS = """<style>
-.st-key-bare-map .stPlotlyChart, .st-key-bare-map .js-plotly-plot { height: max(420px, calc(100vh - 190px)) !important; }
-[data-testid="stMainBlockContainer"] { padding-top: 3.6rem; padding-bottom: 1rem; padding-left: 2rem; padding-right: 2rem; }
+.st-key-bare-map .stPlotlyChart, .st-key-bare-map .js-plotly-plot { height: max(420px, calc(100vh - 196px)) !important; }
+[data-testid="stMainBlockContainer"] { padding-top: 4rem; padding-bottom: 1rem; padding-left: 2rem; padding-right: 2rem; }
 </style>"""
 
 

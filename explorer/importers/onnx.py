@@ -312,7 +312,7 @@ def image_sets(
         sets = []
     if not sets:
         report.remarks.append(f"no sample images to try choices on ({'; '.join(r.rstrip('.') for r in reasons)})")
-    return [(name, torch.from_numpy(np.asarray(images, np.float32))) for name, images in sets]
+    return [(name, torch.from_numpy(np.array(images, np.float32))) for name, images in sets]
 
 
 def settle_on_images(

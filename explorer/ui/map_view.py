@@ -46,10 +46,10 @@ FIRST_VIEW = "map:view0"  # (map key, View): a view from a link, drawn by the ma
 MAX_RINGS = 40  # picks of up to this many images get a ring each; larger ones are shown as a selection
 CSS = """<style>
 /* the map is the centre of the page: most of the width (see views.page) and the window's height */
-.st-key-lx-map .stPlotlyChart, .st-key-lx-map .js-plotly-plot { height: max(420px, calc(100vh - 190px)) !important; }
+.st-key-lx-map .stPlotlyChart, .st-key-lx-map .js-plotly-plot { height: max(420px, calc(100vh - 196px)) !important; }
 /* the panel scrolls by itself beside the map, so what it shows stays next to it */
 .st-key-lx-panel { max-height: calc(100vh - 110px); overflow-y: auto; overflow-x: hidden; padding-right: 0.4rem; }
-[data-testid="stMainBlockContainer"] { padding-top: 3.6rem; padding-bottom: 1rem;
+[data-testid="stMainBlockContainer"] { padding-top: 4rem; padding-bottom: 1rem;
   padding-left: 2rem; padding-right: 2rem; }
 </style>"""
 

@@ -73,7 +73,7 @@ def test_linked_feature_page_shows_atom_and_top_images(server, page, screenshots
     page.get_by_role("button", name="← All features").click()
     page.get_by_text("Feature atlas").wait_for(timeout=60_000)
     page.wait_for_function("() => !new URLSearchParams(location.search).has('feature')", timeout=10_000)
-    page.get_by_text("Map of the features").wait_for(timeout=60_000)
+    page.get_by_text("Map of the features", exact=True).wait_for(timeout=60_000)
     page.wait_for_function(  # the map of features is laid out on first use (a few seconds)
         "() => [...document.querySelectorAll('.js-plotly-plot')]"
         ".some(g => g.data && g.data.some(t => (t.name || '').startsWith('live')))",
