@@ -3,8 +3,8 @@
 import streamlit as st
 
 from explorer import settings
+from explorer.maps.pipeline import freeze_long_lived, tune_allocator
 from explorer.ui import auth, compare, export, features, fidelity, insight, links, metrics_page, upload, views
-from explorer.workspace import freeze_long_lived, tune_allocator
 
 tune_allocator()  # before the first map: big freed blocks go back to the system (see there)
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")

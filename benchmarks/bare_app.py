@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import images
 from explorer.data import load_dataset
-from explorer.projection import ProjectionParams
-from explorer.workspace import SHIPPED_BUNDLES, DiskCache, cached_map, data_digest, sha256
+from explorer.figures import images
+from explorer.maps.pipeline import SHIPPED_BUNDLES, DiskCache, cached_map, data_digest, sha256
+from explorer.maps.projection import ProjectionParams
 
 # the app's default checkpoint and map size (explorer/ui/state.py, the sidebar's defaults)
 DEFAULT_CHECKPOINT = SHIPPED_BUNDLES.parent / "fashion-mnist-vae-conv16.safetensors"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from explorer.checkpoint import load_checkpoint
 from explorer.data import load_dataset
-from explorer.projection import ProjectionParams
-from explorer.workspace import DiskCache, cache_dir, cached_map, compute_map, data_digest, sha256, subset_for
+from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, compute_map, data_digest, sha256, subset_for
+from explorer.maps.projection import ProjectionParams
 
 N_IMAGES = 10000
 

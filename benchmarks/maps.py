@@ -79,8 +79,8 @@ def _latents(checkpoint: Path, cache: Path, split: str, n: int) -> tuple[np.ndar
     """Latents and labels of a Fashion-MNIST split from the disk cache, encoding them on a miss."""
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
-    from explorer.latents import Encoded, encode_dataset
-    from explorer.workspace import DiskCache, data_digest, latents_key, sha256, subset_for
+    from explorer.maps.encode import Encoded, encode_dataset
+    from explorer.maps.pipeline import DiskCache, data_digest, latents_key, sha256, subset_for
 
     raw = checkpoint.read_bytes()
     model = load_checkpoint(raw)
@@ -98,7 +98,7 @@ def _latents(checkpoint: Path, cache: Path, split: str, n: int) -> tuple[np.ndar
 
 @contextmanager
 def _approximate_only():
-    from explorer import neighbours
+    from explorer.maps import neighbours
 
     saved = neighbours.EXACT_MAX_POINTS
     neighbours.EXACT_MAX_POINTS = 0
@@ -112,15 +112,15 @@ def _map_quality(x: np.ndarray, emb: np.ndarray, labels: np.ndarray, sample: int
     """Trustworthiness (k = 15) on a seeded sample of at most ``sample`` points, and 15-NN label agreement."""
     from sklearn.manifold import trustworthiness
 
-    from explorer.neighbours import label_agreement
+    from explorer.maps.neighbours import label_agreement
 
     s = np.sort(np.random.default_rng(0).permutation(len(x))[:sample])
     return float(trustworthiness(x[s], emb[s], n_neighbors=K)), label_agreement(emb, labels, K)
 
 
 def knn_quality(checkpoint: Path, cache: Path) -> dict[str, float]:
-    from explorer.neighbours import approximate_knn, knn
-    from explorer.projection import ProjectionParams, fit
+    from explorer.maps.neighbours import approximate_knn, knn
+    from explorer.maps.projection import ProjectionParams, fit
 
     out: dict[str, float] = {}
     z, labels = _latents(checkpoint, cache, "all", 0)
@@ -164,10 +164,10 @@ def _quality_sets():
 def umap_quality() -> dict[str, float]:
     import umap
 
-    from explorer.projection import ProjectionParams, fit
+    from explorer.maps.projection import ProjectionParams, fit
 
     out: dict[str, float] = {}
-    warm = "from explorer.projection import warm_reference_umap; print(warm_reference_umap())"
+    warm = "from explorer.maps.projection import warm_reference_umap; print(warm_reference_umap())"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", warm], cwd=REPO, check=True, capture_output=True)
     out["warm_reference_umap, fresh process, whole process s"] = time.perf_counter() - t0

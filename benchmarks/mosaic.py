@@ -35,7 +35,7 @@ def _ms(fn: Callable[[], object], runs: int) -> float:
 
 def _layer(model, proj, cells: int) -> dict:
     """What the app computes to lay a mosaic under its map."""
-    from explorer.mosaic import decoded_grid
+    from explorer.maps.mosaic import decoded_grid
 
     return decoded_grid(model, proj, cells=cells).layout_image()
 
@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from explorer import mosaic, ops
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
-    from explorer.projection import ProjectionParams
-    from explorer.workspace import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps import mosaic, ops
+    from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps.projection import ProjectionParams
 
     torch.set_num_threads(1)  # as the app's server (explorer/ui/state.py)
     raw = DEFAULT_CHECKPOINT.read_bytes()

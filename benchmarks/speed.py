@@ -69,7 +69,7 @@ def interactions(runs: int) -> dict[str, float]:
     """Warm rerun time of each interaction through the real script (AppTest)."""
     from streamlit.testing.v1 import AppTest
 
-    from explorer.selection import Picked
+    from explorer.maps.selection import Picked
 
     def timed(view: str, prepare: Callable[[AppTest, int], None]) -> float:
         at = AppTest.from_string(f"from explorer.ui import views\nviews.{view}()\n", default_timeout=300)
@@ -135,8 +135,8 @@ def inverse_quality() -> dict[str, float]:
     import numpy as np
 
     from explorer.data import load_dataset
-    from explorer.projection import Projection, ProjectionParams
-    from explorer.workspace import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps.projection import Projection, ProjectionParams
 
     raw = DEFAULT_CHECKPOINT.read_bytes()
     ds = load_dataset("fashion-mnist", "test")

@@ -68,7 +68,7 @@ class KeptUploads:
         else:
             # owner-only: uploads are other people's files
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            from explorer.workspace import atomic_write
+            from explorer.maps.pipeline import atomic_write
 
             atomic_write(target, data, mode=0o600)
         self.prune()
@@ -112,7 +112,7 @@ class KeptUploads:
                 removed += 1
                 continue
             entries.append((st.st_mtime, st.st_size, p))
-        from explorer.workspace import evict_to_fit  # the map cache's rule, least recently used first
+        from explorer.maps.pipeline import evict_to_fit  # the map cache's rule, least recently used first
 
         return removed + evict_to_fit(entries, self.max_bytes)
 

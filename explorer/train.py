@@ -182,7 +182,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
     from tqdm.auto import tqdm
 
     from explorer.data import load_dataset, to_float
-    from explorer.metrics import encode_all, evaluate, probe_accuracy
+    from explorer.quality.metrics import encode_all, evaluate, probe_accuracy
 
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device, local_rank)

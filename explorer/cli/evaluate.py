@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from explorer.evaluation import evaluate_checkpoints, model_card
+    from explorer.quality.evaluation import evaluate_checkpoints, model_card
 
     if args.card:
         print(model_card(args.checkpoints))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.quality import PCA_CURVE, SPLITS, QualityOptions
+    from explorer.quality.report import PCA_CURVE, SPLITS, QualityOptions
 
     default = QualityOptions()
     p.add_argument("checkpoint")
@@ -71,8 +71,8 @@ def table(report, title: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from explorer.checkpoint import load_checkpoint, read_metadata
     from explorer.errors import CheckpointError
-    from explorer.quality import QualityOptions, quality_report
-    from explorer.workspace import DiskCache, cache_dir, sha256
+    from explorer.maps.pipeline import DiskCache, cache_dir, sha256
+    from explorer.quality.report import QualityOptions, quality_report
 
     path = Path(args.checkpoint)
     try:

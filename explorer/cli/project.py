@@ -27,7 +27,7 @@ def synthetic_shape(text: str) -> tuple[int, int]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from explorer.data import SPLITS
-    from explorer.projection import ENGINES, METHODS, METRICS
+    from explorer.maps.projection import ENGINES, METHODS, METRICS
 
     p.add_argument("checkpoint", nargs="?", help="the checkpoint to encode with (not with --synthetic)")
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from explorer.errors import ExplorerError
-    from explorer.projection import ProjectionParams
+    from explorer.maps.projection import ProjectionParams
 
     if bool(args.checkpoint) == bool(args.synthetic):
         raise ExplorerError("give either a checkpoint to encode with or --synthetic NxD")
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     if args.synthetic:
-        from explorer.projection import fit
+        from explorer.maps.projection import fit
 
         n, d = args.synthetic
         z = synthetic_latents(n, d, seed=args.seed)
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
-    from explorer.workspace import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
+    from explorer.maps.pipeline import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
 
     raw = Path(args.checkpoint).read_bytes()
     model = load_checkpoint(raw)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer import images
+from explorer.figures import images
 
 _THUMBS_CSS = """
 .lx-thumbs { display: grid; gap: 6px; width: 100%; }

@@ -2,7 +2,7 @@
 
 Each map is ``state.map_data`` of the same dataset subset (the same seeded images, fitted to each
 model's input), so a row id names the same image on both. A box or lasso on either map selects
-those images on both (``explorer.linked``); below the maps, the selected images with each model's
+those images on both (``explorer.maps.linked``); below the maps, the selected images with each model's
 error on them, then both models' metrics in one table. Session keys start ``cmp_``.
 """
 
@@ -13,21 +13,21 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import images
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
-from explorer.figures import map_figure
-from explorer.linked import Linked, cleared, highlight, select
-from explorer.projection import ProjectionParams
+from explorer.figures import images
+from explorer.figures.map import map_figure
+from explorer.maps.linked import Linked, cleared, highlight, select
+from explorer.maps.pipeline import MapData, map_key
+from explorer.maps.projection import ProjectionParams
 from explorer.ui import map_bridge, map_view, metrics_page, sidebar, state
 from explorer.ui.lazy import LazyModule
-from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000]
 PROJECTIONS = {"UMAP 2-D": ProjectionParams("umap", 2), "PCA 2-D": ProjectionParams("pca", 2)}
-LINK = "cmp_link"  # the shared selection (explorer.linked.Linked)
+LINK = "cmp_link"  # the shared selection (explorer.maps.linked.Linked)
 LINK_FOR = "cmp_link_for"  # the pair of maps it belongs to
-ops = LazyModule("explorer.ops")  # imports torch: on first use
+ops = LazyModule("explorer.maps.ops")  # imports torch: on first use
 SHOWN = 12  # selected images shown below the maps, with both models' reconstructions
 
 

@@ -1,4 +1,4 @@
-"""The Export page: the map beside download buttons for what it shows, as files (explorer.exports makes them).
+"""The Export page: the map beside download buttons for what it shows, as files (explorer.figures.exports makes them).
 
 Every file is made when its button is clicked (``st.download_button`` with a callable), so opening the
 page costs no more than any other map page, however large the exports would be. Those callables run
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import exports
-from explorer.figures import map_figure
-from explorer.selection import Picked
+from explorer.figures import exports
+from explorer.figures.map import map_figure
+from explorer.maps.selection import Picked
 from explorer.ui import map_view, state, views
 from explorer.ui.state import Context
 
@@ -60,20 +60,20 @@ def _table(ctx: Context, model_needed: bool) -> exports.MapTable:
     """The map's numbers; for a VAE with its posterior σ per dimension (encoded again, on click)."""
     sigma = None
     if model_needed:
-        from explorer import ops
+        from explorer.maps import ops
 
         sigma = ops.posterior_sigma(state.model(ctx.ckpt), ctx.dataset.images)
     return exports.MapTable.from_map(ctx.map, sigma=sigma, provenance=provenance(ctx))
 
 
 def _mosaic_png(ctx: Context, cells: int) -> bytes:
-    from explorer.mosaic import decoded_grid
+    from explorer.maps.mosaic import decoded_grid
 
     return decoded_grid(state.model(ctx.ckpt), ctx.map.projection, cells=cells).png()
 
 
 def _selection_png(ctx: Context, ids: np.ndarray) -> bytes:
-    from explorer import ops
+    from explorer.maps import ops
 
     originals = ctx.dataset.images[ids]
     recon, _ = ops.reconstruct(state.model(ctx.ckpt), originals)

@@ -4,7 +4,7 @@ The feature shown lives in the address (``/features?feature=12``), so a feature 
 and bookmarked; a value that is not a feature of the model is dropped with a warning. What is heavy
 is cached: by the checkpoint's digest what depends on the decoder only (directions, atom pictures,
 the map of features), by the map key what depends on the mapped images (frequencies, strongest
-features). A rerun after that slices arrays and draws. All numbers come from explorer.features.
+features). A rerun after that slices arrays and draws. All numbers come from explorer.quality.features.
 
 Models whose codes are not sparse get an explanation instead: their latent dimensions are used by
 every image, so frequencies, dead or dense features and "top activating images" say nothing; the
@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
-from explorer import feature_figures, images
-from explorer.selection import Picked, picked
+from explorer.figures import features as feature_figures
+from explorer.figures import images
+from explorer.maps.selection import Picked, picked
 from explorer.ui import links, map_view, sidebar, state, timing
 from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context
 
 if TYPE_CHECKING:
-    from explorer.features import FeatureStats
+    from explorer.quality.features import FeatureStats
 
-feat = LazyModule("explorer.features")  # imports torch: the other pages' first map does not wait for it
+feat = LazyModule("explorer.quality.features")  # imports torch: the other pages' first map does not wait for it
 
 PARAM = "feature"  # the URL query parameter naming the feature shown
 PER_PAGE = 64  # atoms per page of the atlas

@@ -1,7 +1,7 @@
 """Two pages about how well the model keeps images: "Anomalies" (the worst-reconstructed images, and whether
 reconstruction error tells other data apart) and "Compression" (what a latent code costs against a PNG).
 
-Pages only ask and show; the numbers come from ``explorer.ops``, ``explorer.probe`` and ``explorer.anomaly``.
+Pages only ask and show; the numbers come from ``explorer.maps.ops``, ``explorer.quality.probe`` and ``explorer.quality.anomaly``.
 Session keys start ``an_`` and ``cz_``.
 """
 
@@ -10,17 +10,18 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import images, probe
-from explorer.anomaly import auroc, rank_by_error
-from explorer.charts import log_histogram_figure
 from explorer.data import dataset_names
-from explorer.figures import overlay_trace
-from explorer.selection import Picked
+from explorer.figures import images
+from explorer.figures.charts import log_histogram_figure
+from explorer.figures.map import overlay_trace
+from explorer.maps.selection import Picked
+from explorer.quality import probe
+from explorer.quality.anomaly import auroc, rank_by_error
 from explorer.ui import map_view, sidebar, state, views
 from explorer.ui.insight import CHART, label, scale
 from explorer.ui.state import Context
 
-ops = views.ops  # explorer.ops on first use: importing this module must not import torch
+ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
 
 # ----------------------------------------------------------------------------------------- anomalies
 
@@ -35,7 +36,7 @@ def _encoded(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(codes (N, L), reconstruction MSE (N,)) of images, keyed by the checkpoint's and the images' digests: one
     pass, as the mapped images' own codes and errors were made."""
-    from explorer.latents import encode_dataset
+    from explorer.maps.encode import encode_dataset
 
     enc = encode_dataset(state.model(_ckpt), _images)
     return enc.latents, enc.recon_error

@@ -1,7 +1,7 @@
 """Two map pages that probe the model with one image: "Your image" (drop one in or pick one, edit it, see
 where it lands and what the model makes of it) and "Denoising" (the same noise through several checkpoints).
 
-Pages only ask and show: edits, PSNR and curves come from ``explorer.probe``; session keys start ``img_``
+Pages only ask and show: edits, PSNR and curves come from ``explorer.quality.probe``; session keys start ``img_``
 and ``dn_``.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import images, probe
-from explorer.charts import bar_figure, curve_figure
 from explorer.errors import ExplorerError
-from explorer.figures import overlay_trace
-from explorer.selection import Picked
+from explorer.figures import images
+from explorer.figures.charts import bar_figure, curve_figure
+from explorer.figures.map import overlay_trace
+from explorer.maps.selection import Picked
+from explorer.quality import probe
 from explorer.ui import state, views
 from explorer.ui.state import Context
 
-ops = views.ops  # explorer.ops on first use: importing this module must not import torch
+ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
 SOURCES = ("from the data", "upload")
 TOP_FEATURES = 32  # bars drawn for a sparse code; every active feature is still listed
 NEIGHBOURS = 8

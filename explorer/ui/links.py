@@ -4,7 +4,7 @@ reads it back, and the sidebar's choices follow a person from page to page.
 What a link holds (left out when a value is its default, so a plain link stays plain):
 sidebar — ``ckpt`` (or ``model``, the SHA-256 of an uploaded one), ``ds``, ``split``, ``n``, ``proj``,
 ``nn``, ``md``, ``metric``, ``seed``, ``engine``, ``color``; the map — ``sel`` (selected ids, see
-``explorer.urlstate.encode_ids``), ``spot`` and ``focus``; and each page's own controls (``steps``,
+``explorer.ui.urlstate.encode_ids``), ``spot`` and ``focus``; and each page's own controls (``steps``,
 ``path``, ``from``, ``a``, ``b``, ``count``, ``temp``, ``sseed``, ``dim``, ``tsteps``, ``mosaic``); the view of the
 map — ``view`` (a 2-D zoom), ``cam`` (a 3-D camera) and ``hide`` (classes hidden with the legend). Reading
 happens in a session's first run, before any widget exists, and again when the browser goes Back or Forward
@@ -22,9 +22,9 @@ from typing import Any
 
 import streamlit as st
 
-from explorer import urlstate
-from explorer.selection import Picked
-from explorer.urlstate import Field, choice, integer, number, point
+from explorer.maps.selection import Picked
+from explorer.ui import urlstate
+from explorer.ui.urlstate import Field, choice, integer, number, point
 
 READ = "url:read"  # set once the session's first run has read the link
 NOTICES = "url:notices"  # what was dropped from the link, shown above the page

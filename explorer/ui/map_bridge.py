@@ -3,7 +3,7 @@ a click on a 3-D map selects the point under it, and a zoom, pan or legend filte
 link can restore the view.
 
 One ``st.components.v2`` component per page, a script in the page (no iframe). It finds the page's Plotly
-maps by their ``layout.meta.lx``, the name of a set of sprite sheets (``explorer.images.SpriteSheets``):
+maps by their ``layout.meta.lx``, the name of a set of sprite sheets (``explorer.figures.images.SpriteSheets``):
 PNG sheets of every mapped image, served once as media files and kept decoded by the page, so showing a
 hovered image is a copy from memory into a small canvas.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import streamlit as st
 
-from explorer.images import SpriteSheets
+from explorer.figures.images import SpriteSheets
 
 log = logging.getLogger(__name__)
 

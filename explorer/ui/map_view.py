@@ -8,10 +8,10 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer import images
-from explorer.figures import map_figure, overlay_trace, with_overlays, with_view
-from explorer.linked import highlight
-from explorer.selection import Picked, picked
+from explorer.figures import images
+from explorer.figures.map import map_figure, overlay_trace, with_overlays, with_view
+from explorer.maps.linked import highlight
+from explorer.maps.selection import Picked, picked
 from explorer.ui import map_bridge, state
 from explorer.ui.map_bridge import View
 from explorer.ui.state import TTL_S, Context
@@ -32,7 +32,7 @@ def colour_values(ctx: Context) -> tuple[np.ndarray | None, str]:
     return None, ""
 
 
-NEIGHBOURHOOD = "neighbours kept by the map"  # a colouring every map offers (explorer.faithfulness)
+NEIGHBOURHOOD = "neighbours kept by the map"  # a colouring every map offers (explorer.maps.faithfulness)
 
 
 MOUSE = ("drag selects", "click selects")
@@ -183,7 +183,7 @@ def shown_by_chart(view: str) -> bool:
 
 @st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Decoding a grid over the map…")
 def _mosaic(key: str, cells: int, _ctx: Context) -> dict:
-    from explorer.mosaic import decoded_grid
+    from explorer.maps.mosaic import decoded_grid
     from explorer.ui import state
 
     return decoded_grid(state.model(_ctx.ckpt), _ctx.map.projection, cells=cells).layout_image(opacity=0.85)

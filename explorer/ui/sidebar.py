@@ -7,10 +7,10 @@ import streamlit as st
 from explorer import settings
 from explorer.data import SPLITS, dataset_names
 from explorer.errors import ExplorerError
-from explorer.latents import Encoded
-from explorer.projection import METRICS, ProjectionParams
+from explorer.maps.encode import Encoded
+from explorer.maps.pipeline import MapData, map_key
+from explorer.maps.projection import METRICS, ProjectionParams
 from explorer.ui import bridge, links, state
-from explorer.workspace import MapData, map_key
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
 DEFAULT_N = 10000
@@ -39,7 +39,7 @@ def colour_options(encoded: Encoded) -> list[str]:
 def faithfulness_note(ctx: state.Context) -> None:
     """At the foot of the sidebar, on request (a few seconds of CPU the first time a map is asked about): how far
     to trust its islands. Colouring by the neighbours kept asks too."""
-    from explorer.faithfulness import K
+    from explorer.maps.faithfulness import K
     from explorer.ui.map_view import NEIGHBOURHOOD
 
     asked = st.session_state.setdefault("faith:asked", set())

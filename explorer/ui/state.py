@@ -15,8 +15,7 @@ import streamlit as st
 from explorer import kept, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
-from explorer.projection import ProjectionParams
-from explorer.workspace import (
+from explorer.maps.pipeline import (
     CHECKPOINT_DIR,
     DiskCache,
     MapData,
@@ -29,6 +28,7 @@ from explorer.workspace import (
     sha256,
     subset_for,
 )
+from explorer.maps.projection import ProjectionParams
 
 DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
 TTL_S = 6 * 3600
@@ -185,7 +185,7 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
     from explorer.errors import DatasetError
     from explorer.importers import ImportOptions, describe, detect_format, import_files
     from explorer.importers.infer import reconstruction_preview, sample_dataset
-    from explorer.ops import to_uint8
+    from explorer.maps.ops import to_uint8
     from explorer.untrusted import check_size, max_upload_bytes
 
     for fname, blob in files:  # the host's cap (EXPLORER_MAX_UPLOAD_MB), whatever the uploader let through
@@ -401,7 +401,7 @@ def warm_reference_umap() -> dict:
         time.sleep(WARM_DELAY_S)
         _wait_until_quiet()
         try:
-            from explorer.projection import warm_reference_umap_apart
+            from explorer.maps.projection import warm_reference_umap_apart
 
             status["seconds"] = warm_reference_umap_apart()
             status["ready"] = True
@@ -415,7 +415,7 @@ def warm_reference_umap() -> dict:
 
 @st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Fitting a Gaussian mixture to the encoded images…")
 def aggregate_posterior(key: str, _model, _latents: np.ndarray):
-    from explorer.ops import AggregatePosterior
+    from explorer.maps.ops import AggregatePosterior
 
     return AggregatePosterior.for_model(_model, _latents)
 
@@ -423,7 +423,7 @@ def aggregate_posterior(key: str, _model, _latents: np.ndarray):
 @st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Measuring each dimension's KL on the mapped images…")
 def kl_per_dimension(key: str, _model, _images: np.ndarray) -> np.ndarray | None:
     """A variational model's mean KL per latent dimension over a map's images (``ops.kl_per_dimension``)."""
-    from explorer.ops import kl_per_dimension as measure
+    from explorer.maps.ops import kl_per_dimension as measure
 
     return measure(_model, _images)
 
@@ -438,8 +438,8 @@ class Faithfulness:
 
 @st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner=False)
 def faithfulness(key: str, metric: str, _latents: np.ndarray, _embedding: np.ndarray) -> Faithfulness:
-    """How well a map keeps its images' latent neighbourhoods (``explorer.faithfulness``), once per map."""
-    from explorer import faithfulness as f
+    """How well a map keeps its images' latent neighbourhoods (``explorer.maps.faithfulness``), once per map."""
+    from explorer.maps import faithfulness as f
 
     metric = metric if metric in ("euclidean", "cosine") else "euclidean"
     kept = f.neighbours_kept(_latents, _embedding, metric=metric)

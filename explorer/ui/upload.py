@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from explorer import images, settings
+from explorer import settings
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
+from explorer.figures import images
 from explorer.ui import bring, state
 
 AUTO = "from the file / inferred"

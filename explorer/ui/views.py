@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import charts, images
 from explorer.errors import ExplorerError
-from explorer.figures import overlay_trace
-from explorer.selection import Picked, find, parse_point
+from explorer.figures import charts, images
+from explorer.figures.map import overlay_trace
+from explorer.maps.selection import Picked, find, parse_point
 from explorer.ui import bridge, links, map_view, sidebar, state, timing
 from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context
 
-ops = LazyModule("explorer.ops")  # imports torch: the first map does not wait for it
+ops = LazyModule("explorer.maps.ops")  # imports torch: the first map does not wait for it
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 

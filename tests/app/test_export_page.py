@@ -4,7 +4,7 @@ until clicked; with a selection, the selection picture too. What the files hold:
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.selection import Picked
+from explorer.maps.selection import Picked
 from explorer.ui import map_view
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.selection import Picked
+from explorer.maps.selection import Picked
 from explorer.ui import state
 
 SAE = "fashion-mnist-sae-topk1024"

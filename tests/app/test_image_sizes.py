@@ -7,8 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from explorer import models
 from explorer.checkpoint import checkpoint_bytes
-from explorer.images import scale_for
-from explorer.selection import Picked
+from explorer.figures.images import scale_for
+from explorer.maps.selection import Picked
 
 VIEWS = ["decode_view", "interpolate_view", "sample_view", "traverse_view"]
 

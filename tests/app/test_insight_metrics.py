@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.figures import map_figure, overlay_trace
-from explorer.linked import Linked, cleared, highlight, select
+from explorer.figures.map import map_figure, overlay_trace
+from explorer.maps.linked import Linked, cleared, highlight, select
 from explorer.ui import state
 
 CHECKPOINTS = [p.stem for p in state.shipped_checkpoints()]

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explorer.selection import Picked
+from explorer.maps.pipeline import REPO as ROOT
+from explorer.maps.selection import Picked
 from explorer.ui import state
-from explorer.workspace import REPO as ROOT
 
 PAGES = {
     "image": "insight.image_view",

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer.selection import Picked
+from explorer.maps.pipeline import REPO as ROOT
+from explorer.maps.selection import Picked
 from explorer.ui import state
-from explorer.workspace import REPO as ROOT
 
 VIEWS = ["decode_view", "interpolate_view", "sample_view", "traverse_view"]
 CHECKPOINTS = [p.stem for p in state.shipped_checkpoints()]

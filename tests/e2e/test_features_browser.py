@@ -14,10 +14,10 @@ SAE = "fashion-mnist-sae-topk1024"
 def _by_frequency() -> list[int]:
     """The shipped SAE's features, most frequent first, on the images the page maps by default (10,000 of
     the Fashion-MNIST test split)."""
-    from explorer import features
     from explorer.data import load_dataset
-    from explorer.projection import ProjectionParams
-    from explorer.workspace import CHECKPOINT_DIR, DiskCache, cached_map, data_digest, sha256, subset_for
+    from explorer.maps.pipeline import CHECKPOINT_DIR, DiskCache, cached_map, data_digest, sha256, subset_for
+    from explorer.maps.projection import ProjectionParams
+    from explorer.quality import features
 
     ds = subset_for(load_dataset("fashion-mnist", "test"), 10000, (1, 28, 28))
     digest = sha256((CHECKPOINT_DIR / f"{SAE}.safetensors").read_bytes())

@@ -57,7 +57,7 @@ def _onnx_of_a_shipped_model(tmp_path):
     import torch
 
     from explorer.checkpoint import load_checkpoint
-    from explorer.workspace import CHECKPOINT_DIR
+    from explorer.maps.pipeline import CHECKPOINT_DIR
 
     model = load_checkpoint(CHECKPOINT_DIR / "fashion-mnist-ae-conv32.safetensors").eval()
     encoder = om.export(om.Method(model, lambda m, x: m.encode(x)), torch.rand(2, 1, 28, 28), tmp_path / "enc.onnx")

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from explorer import exports
-from explorer.figures import map_figure
+from explorer.figures import exports
+from explorer.figures.map import map_figure
 
 N, L = 37, 5
 CLASSES = ["zero", "one", "two\twith a tab"]

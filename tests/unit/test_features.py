@@ -1,12 +1,13 @@
-"""explorer.features: per-feature statistics, example images, decoder directions, steering and the feature map,
+"""explorer.quality.features: per-feature statistics, example images, decoder directions, steering and the feature map,
 on hand-made codes and on a tiny SAE built through the registry."""
 
 import numpy as np
 import pytest
 import torch
 
-from explorer import features as feat
-from explorer import models, ops
+from explorer import models
+from explorer.maps import ops
+from explorer.quality import features as feat
 
 SPARSE_KINDS = [k for k in models.trainable_kinds() if models.model_class(k).sparse_codes]
 DENSE_KINDS = [k for k in models.trainable_kinds() if not models.model_class(k).sparse_codes]

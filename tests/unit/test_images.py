@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from explorer import images
 from explorer.errors import ExplorerError
+from explorer.figures import images
 
 
 @pytest.fixture

@@ -210,10 +210,10 @@ def test_a_fifth_kind_is_one_class_and_one_registration():
     """A kind the rest of the explorer has never heard of encodes, evaluates and samples through the hooks."""
     import numpy as np
 
-    from explorer import ops
-    from explorer.latents import encode_dataset
-    from explorer.metrics import evaluate
+    from explorer.maps import ops
+    from explorer.maps.encode import encode_dataset
     from explorer.models.ae import AE, AEConfig
+    from explorer.quality.metrics import evaluate
     from explorer.registry import KindRegistry
 
     @dataclasses.dataclass

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from explorer import models as zoo
-from explorer import mosaic, ops
-from explorer.projection import Projection, ProjectionParams
+from explorer.maps import mosaic, ops
+from explorer.maps.projection import Projection, ProjectionParams
 
 
 def make_model(shape=(1, 28, 28)):

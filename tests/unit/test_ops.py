@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from explorer import models as zoo
-from explorer import ops
 from explorer.errors import ExplorerError
+from explorer.maps import ops
 
 
 def make_model(kind: str, shape=(1, 28, 28)):

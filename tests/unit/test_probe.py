@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import models, probe
+from explorer import models
 from explorer.data.uploads import load_user_image
 from explorer.errors import DatasetError
-from explorer.probe import ProbeError
+from explorer.quality import probe
+from explorer.quality.probe import ProbeError
 
 # ----------------------------------------------------------------------------------- PSNR
 

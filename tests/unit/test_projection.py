@@ -4,10 +4,10 @@ bundle storage, and ``python -m explorer project``."""
 import numpy as np
 import pytest
 
-from explorer import neighbours
 from explorer.cli import main
 from explorer.errors import ExplorerError
-from explorer.projection import Projection, ProjectionParams, curve_params, fit, knn, layout_epochs
+from explorer.maps import neighbours
+from explorer.maps.projection import Projection, ProjectionParams, curve_params, fit, knn, layout_epochs
 
 
 @pytest.fixture(scope="module")

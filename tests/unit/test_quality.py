@@ -1,4 +1,4 @@
-"""Quality metrics (explorer.quality, explorer.anomaly) against values worked out by hand or by an
+"""Quality metrics (explorer.quality.report, explorer.quality.anomaly) against values worked out by hand or by an
 independent computation (numpy's SVD), on tiny models whose weights the tests set; and the
 ``metrics`` command on a shipped checkpoint."""
 
@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from explorer import models
-from explorer.anomaly import auroc, rank_by_error
 from explorer.data import Dataset
 from explorer.errors import MetricsError
-from explorer.metrics import pca_baseline_mse
-from explorer.quality import (
+from explorer.maps.pipeline import REPO, DiskCache
+from explorer.quality.anomaly import auroc, rank_by_error
+from explorer.quality.metrics import pca_baseline_mse
+from explorer.quality.report import (
     QualityOptions,
     active_units,
     fit_pca,
@@ -27,7 +28,6 @@ from explorer.quality import (
     sparsity,
     split_images,
 )
-from explorer.workspace import REPO, DiskCache
 
 SHAPE = (1, 4, 4)  # 16 pixels: small enough to reason about every weight
 

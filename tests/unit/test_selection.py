@@ -2,7 +2,7 @@
 
 import pytest
 
-from explorer.selection import Picked, parse_point, picked
+from explorer.maps.selection import Picked, parse_point, picked
 
 
 def test_empty_and_none():
@@ -64,7 +64,7 @@ def test_parse_point_refuses(text):
 def test_find_an_index_or_a_class():
     import numpy as np
 
-    from explorer.selection import find
+    from explorer.maps.selection import find
 
     labels = np.array([0, 1, 1, 2])
     names = ["cat", "Dog", "bird"]

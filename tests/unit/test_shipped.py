@@ -7,8 +7,8 @@ import torch
 from explorer import load_checkpoint
 from explorer.data import load_dataset, to_float
 from explorer.errors import DatasetError
-from explorer.metrics import evaluate, pca_baseline_mse
-from explorer.workspace import CHECKPOINT_DIR
+from explorer.maps.pipeline import CHECKPOINT_DIR
+from explorer.quality.metrics import evaluate, pca_baseline_mse
 
 SHIPPED = sorted(CHECKPOINT_DIR.glob("*.safetensors"))
 # PCA fitted on the 60k train split, reconstructing the 10k test split (per-pixel MSE);

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from explorer.data.builtin import SHIPPED_FASHION_MNIST_DIR
-from explorer.neighbours import label_agreement
-from explorer.projection import ProjectionParams, fit, warm_reference_umap
+from explorer.maps.neighbours import label_agreement
+from explorer.maps.projection import ProjectionParams, fit, warm_reference_umap
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_warming_apart_leaves_this_process_without_umap_learn():
 
     # a fresh interpreter: this test process may have imported umap-learn already
     code = (
-        "import sys; from explorer.projection import warm_reference_umap_apart as w; s = w(); "
+        "import sys; from explorer.maps.projection import warm_reference_umap_apart as w; s = w(); "
         "print(s, 'umap' in sys.modules, 'torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=900)

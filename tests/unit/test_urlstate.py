@@ -6,8 +6,8 @@ import zlib
 import numpy as np
 import pytest
 
-from explorer import urlstate
-from explorer.urlstate import Field, choice, integer, number, point
+from explorer.ui import urlstate
+from explorer.ui.urlstate import Field, choice, integer, number, point
 
 FIELDS = (
     Field("n", "n", choice([1000, 10000, 0]), 10000),

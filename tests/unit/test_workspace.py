@@ -10,8 +10,8 @@ import pytest
 
 from explorer import models
 from explorer.checkpoint import checkpoint_bytes, load_checkpoint
-from explorer.projection import ProjectionParams
-from explorer.workspace import DiskCache, MemoryCache, cached_map, compute_map, data_digest, map_key, sha256
+from explorer.maps.pipeline import DiskCache, MemoryCache, cached_map, compute_map, data_digest, map_key, sha256
+from explorer.maps.projection import ProjectionParams
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_disk_cache_is_bounded_and_tolerates_damage(tmp_path, caplog):
     params = ProjectionParams()
     damaged = cache.path(map_key("b" * 64, "c" * 64, params))
     cache.put(damaged.stem, b"not an npz")
-    with caplog.at_level(logging.WARNING, logger="explorer.workspace"):
+    with caplog.at_level(logging.WARNING, logger="explorer.maps.pipeline"):
         assert cached_map("b" * 64, "c" * 64, params, cache) is None
     assert str(damaged) in caplog.text, "a swallowed error is logged"
     with pytest.raises(ValueError):
@@ -89,7 +89,7 @@ def test_eviction_tolerates_files_removed_by_another_process(tmp_path, monkeypat
 
 
 def test_memory_cache_bounds_entries_and_age(monkeypatch):
-    import explorer.workspace as ws
+    import explorer.maps.pipeline as ws
 
     now = [0.0]
     monkeypatch.setattr(ws.time, "monotonic", lambda: now[0])
@@ -120,7 +120,7 @@ def test_maps_are_computed_in_turn_and_a_waiter_takes_the_finished_map(setup):
     import threading
     import time
 
-    from explorer import workspace
+    from explorer.maps import pipeline as workspace
 
     model, digest, images, labels, tmp = setup
     params = ProjectionParams(method="pca")
@@ -154,7 +154,7 @@ def test_freeze_long_lived_only_after_new_imports(monkeypatch):
     import sys
     import types
 
-    from explorer import workspace
+    from explorer.maps import pipeline as workspace
 
     workspace.freeze_long_lived(min_new_modules=0)
     assert not workspace.freeze_long_lived(min_new_modules=3)  # nothing imported since
@@ -169,7 +169,7 @@ def test_freeze_long_lived_only_after_new_imports(monkeypatch):
 def test_tune_allocator_on_glibc():
     import platform
 
-    from explorer.workspace import tune_allocator
+    from explorer.maps.pipeline import tune_allocator
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")

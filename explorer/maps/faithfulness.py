@@ -9,7 +9,7 @@
   ``MAX_POINTS`` images, with ranks among that subset (the sums are over all pairs, so the full map would
   cost N^2).
 
-Pure numpy and SciPy; the latent-space neighbours of a large map come from ``explorer.neighbours``.
+Pure numpy and SciPy; the latent-space neighbours of a large map come from ``explorer.maps.neighbours``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _map_neighbours(embedding: np.ndarray, k: int) -> np.ndarray:
 
 def neighbours_kept(latents: np.ndarray, embedding: np.ndarray, *, k: int = K, metric: str = "euclidean") -> np.ndarray:
     """(N,) float32 in [0, 1]: the share of each image's k latent-space neighbours that are its map neighbours too."""
-    from explorer.neighbours import knn_graph
+    from explorer.maps.neighbours import knn_graph
 
     n = len(latents)
     if n != len(embedding):

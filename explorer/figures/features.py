@@ -1,4 +1,4 @@
-"""Plotly figures of the Features pages, as plain dicts like ``explorer.figures`` (kept apart so the
+"""Plotly figures of the Features pages, as plain dicts like ``explorer.figures.map`` (kept apart so the
 map's figure module stays about the map): the map of features, a feature's footprint on the data map,
 and its activation histogram."""
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer.figures import coords
+from explorer.figures.map import coords
 
 SCALE = "Viridis"
 

@@ -2,7 +2,7 @@
 
 The report holds, on one split of a built-in dataset:
 
-- reconstruction: per-pixel MSE and BCE (``explorer.metrics.evaluate``'s figures);
+- reconstruction: per-pixel MSE and BCE (``explorer.quality.metrics.evaluate``'s figures);
 - for a model with a prior (a VAE): KL in nats and active units, the units whose posterior mean
   varies over the data by more than 0.01 (Burda et al., 2016, "Importance weighted autoencoders");
 - for sparse codes (an SAE): mean L0, the share of features never active on the data (dead) and
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     import torch
 
     from explorer.data import Dataset
+    from explorer.maps.pipeline import DiskCache
     from explorer.models.base import Autoencoder
-    from explorer.workspace import DiskCache
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def knn_accuracy(
 
     Each test code takes the most common label among its k nearest train codes; a tie goes to the
     tied class whose member comes nearest."""
-    from explorer.neighbours import knn
+    from explorer.maps.neighbours import knn
 
     z_train, y_train = _labelled(z_train, y_train)
     z_test, y_test = _labelled(z_test, y_test)
@@ -141,8 +141,8 @@ def knn_accuracy(
 
 
 def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float | None:
-    """A logistic-regression probe (``explorer.metrics.probe_accuracy``) on labelled images; None without."""
-    from explorer.metrics import probe_accuracy as fit_and_score
+    """A logistic-regression probe (``explorer.quality.metrics.probe_accuracy``) on labelled images; None without."""
+    from explorer.quality.metrics import probe_accuracy as fit_and_score
 
     z_train, y_train = _labelled(z_train, y_train)
     z_test, y_test = _labelled(z_test, y_test)
@@ -280,9 +280,9 @@ def model_quality(
     images PCA is fitted on; ``outliers``: images scored against ``evaluated`` as inliers."""
     import torch
 
-    from explorer.anomaly import auroc
     from explorer.data import to_float
-    from explorer.metrics import LIKELIHOOD_SAMPLES, per_image, summarize, vae_likelihood
+    from explorer.quality.anomaly import auroc
+    from explorer.quality.metrics import LIKELIHOOD_SAMPLES, per_image, summarize, vae_likelihood
 
     if len(evaluated) < 2:
         raise MetricsError(f"{evaluated.name} has {len(evaluated)} image(s); metrics need at least 2")
@@ -360,7 +360,7 @@ def split_images(
     Test split: the same seeded subset a map of ``limit`` images shows. Train split: the images
     left after the reference is drawn, so no image is its own neighbour or a probe's training example."""
     from explorer.data import fit_to_shape, load_dataset
-    from explorer.workspace import subset_for
+    from explorer.maps.pipeline import subset_for
 
     if split not in SPLITS:
         raise MetricsError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -383,7 +383,7 @@ def split_images(
 
 def report_key(checkpoint_digest: str, *datasets: Dataset | None, options: QualityOptions) -> str:
     """The cache key: format version, checkpoint, the exact images used (digests) and the options."""
-    from explorer.workspace import data_digest, sha256
+    from explorer.maps.pipeline import data_digest, sha256
 
     parts = [f"quality/{QUALITY_VERSION}", checkpoint_digest, options.key()]
     parts += ["-" if ds is None else data_digest(ds.images, ds.labels) for ds in datasets]
@@ -426,7 +426,7 @@ def quality_report(
     import time
 
     from explorer.data import load_dataset
-    from explorer.workspace import subset_for
+    from explorer.maps.pipeline import subset_for
 
     evaluated, reference, pca_train = split_images(dataset, split, input_shape, options, root=root)
     outliers = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer.projection import Progress, _no_progress
+from explorer.maps.projection import Progress, _no_progress
 
 LATENTS_VERSION = 1
 _TITLES = "stat_titles"  # (K, 2) strings: statistic name, display title

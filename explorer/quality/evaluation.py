@@ -11,7 +11,7 @@ import torch
 
 from explorer.checkpoint import load_checkpoint
 from explorer.data import load_dataset, to_float
-from explorer.metrics import evaluate, pca_baseline_mse
+from explorer.quality.metrics import evaluate, pca_baseline_mse
 
 
 def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_root: str | None = None) -> int:

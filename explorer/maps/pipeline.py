@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from explorer.latents import LATENTS_VERSION, Encoded
-from explorer.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
+from explorer.maps.encode import LATENTS_VERSION, Encoded
+from explorer.maps.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
 from explorer.settings import current as current_settings
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT_DIR = REPO / "checkpoints"
 SHIPPED_BUNDLES = CHECKPOINT_DIR / "bundles"
 
@@ -299,8 +299,8 @@ def _compute_map(
     store: DiskCache,
     t0: float,
 ) -> MapData:
-    from explorer.latents import encode_dataset
-    from explorer.projection import fit
+    from explorer.maps.encode import encode_dataset
+    from explorer.maps.projection import fit
 
     lkey = latents_key(checkpoint_digest, data_key)
     enc = None

@@ -14,7 +14,7 @@ number the app's "Go to" and the map's hover show.
   fit, so 70,000 64-pixel images become 30-pixel tiles of a 7950-pixel sprite) and
   ``projector_config.json`` naming them.
 - ``selection_png``: the selected images beside their reconstructions; the mosaic has its own
-  ``Mosaic.png`` (explorer.mosaic).
+  ``Mosaic.png`` (explorer.maps.mosaic).
 
 Every table and map says where it came from (``Provenance``): the checkpoint and its SHA-256, the dataset,
 split and image count, the projection and its parameters, and the explorer's version; in the Parquet
@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from explorer import images as imaging
 from explorer.errors import ExplorerError
+from explorer.figures import images as imaging
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from explorer.workspace import MapData
+    from explorer.maps.pipeline import MapData
 
 MAX_SPRITE_SIDE = 8192  # pixels: the Embedding Projector refuses larger sprites (WebGL texture size)
 MIN_THUMB = 4  # pixels: below this a thumbnail shows nothing; reached only past a million images
@@ -218,7 +218,7 @@ def map_html(
     """The map figure as one self-contained HTML page (plotly.js inline: it works without a network).
 
     In the app a drag selects images; in the file it zooms, which is what a reader of a saved map wants.
-    ``sprites`` (the mapped images, ``explorer.images.sprite_sheets``) travel inside the page, so a hovered point
+    ``sprites`` (the mapped images, ``explorer.figures.images.sprite_sheets``) travel inside the page, so a hovered point
     shows its image; ``provenance`` is written under the map and into a ``<meta>`` element."""
     import base64
 

@@ -426,9 +426,9 @@ def kl_per_dimension(model: Autoencoder, images: np.ndarray, batch_size: int = 2
 def nearest(latents: np.ndarray, z: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest rows of latents (N, L) for each query z (M, L): (indices (M, k) int64, distances (M, k) float32).
 
-    Euclidean, nearest first; the search itself is ``explorer.projection.knn`` (the one used for maps).
+    Euclidean, nearest first; the search itself is ``explorer.maps.projection.knn`` (the one used for maps).
     """
-    from explorer.projection import knn
+    from explorer.maps.projection import knn
 
     data = np.asarray(latents, dtype=np.float32)
     queries = np.asarray(z, dtype=np.float32)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer.figures import PALETTE
+from explorer.figures.map import PALETTE
 
 
 def _layout(height: int, x_title: str, y_title: str, **extra: Any) -> dict:

@@ -1,7 +1,7 @@
 """2-D/3-D maps of latent space: a UMAP layout, PCA, and fast forward/inverse mapping of new points.
 
 UMAP here is a compact implementation of the published algorithm (McInnes, Healy &
-Melville 2018): k nearest neighbours (``explorer.neighbours``: exact, approximate above
+Melville 2018): k nearest neighbours (``explorer.maps.neighbours``: exact, approximate above
 20,000 points), the fuzzy simplicial set (numpy, scipy), a PCA start, and the
 negative-sampling layout as one small numba kernel that is compiled once and cached on
 disk. umap-learn compiles dozens of functions in every fresh process (about a minute on a
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from explorer.errors import ExplorerError
-from explorer.neighbours import Progress, _no_progress, knn, knn_graph, prepare
+from explorer.maps.neighbours import Progress, _no_progress, knn, knn_graph, prepare
 
 PROJECTION_VERSION = 2
 METHODS = ("umap", "pca")
@@ -439,8 +439,8 @@ def warm_reference_umap_apart(timeout_s: float = WARM_TIMEOUT_S) -> float:
     import sys
     from pathlib import Path
 
-    code = "import os; os.nice(19); from explorer.projection import warm_reference_umap as w; print(w())"
-    root = str(Path(__file__).resolve().parents[1])  # where ``explorer`` imports from, installed or not
+    code = "import os; os.nice(19); from explorer.maps.projection import warm_reference_umap as w; print(w())"
+    root = str(Path(__file__).resolve().parents[2])  # where ``explorer`` imports from, installed or not
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
     try:
         done = subprocess.run(

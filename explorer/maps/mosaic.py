@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer import ops
-from explorer.images import to_rgb
-from explorer.ops import LatentError
-from explorer.projection import Projection
+from explorer.figures.images import to_rgb
+from explorer.maps import ops
+from explorer.maps.ops import LatentError
+from explorer.maps.projection import Projection
 
 MIN_CELLS, MAX_CELLS = 12, 30
 FAR = 5.0  # typical spacings to the nearest mapped point beyond which a cell is "far from data"

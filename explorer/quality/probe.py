@@ -254,7 +254,7 @@ def denoise_curve(
     """Mean PSNR (dB) against the clean images of (the noisy inputs, the model's reconstructions) at each level: two (T,).
 
     Level i uses seed + i for every model, so models compared with one seed see identical noisy images."""
-    from explorer.ops import reconstruct
+    from explorer.maps.ops import reconstruct
 
     noisy_db, recon_db = [], []
     for i, level in enumerate(levels):
@@ -454,7 +454,7 @@ def compression(
     ``examples``: how many decoded images of each storage to keep, for showing. ``sparse``: also count the
     (index, value) storage of a sparse model's codes. ``jpeg``: also find, image by image, the JPEG quality that
     gives the PSNR of its ``bits``-bit code, and what those JPEGs weigh (``jpeg_at_psnr``)."""
-    from explorer.ops import decode
+    from explorer.maps.ops import decode
 
     x = _batch(images)
     if x.dtype != np.uint8 or len(x) == 0:

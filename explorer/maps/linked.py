@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from explorer.selection import picked
+from explorer.maps.selection import picked
 
 SIDES = ("a", "b")
 
@@ -49,7 +49,7 @@ def cleared(linked: Linked) -> Linked:
 
 
 def highlight(figure: dict, ids: tuple[int, ...] | list[int] | np.ndarray) -> dict:
-    """A copy of a map figure (``explorer.figures.map_figure``) with the images ``ids`` shown as selected.
+    """A copy of a map figure (``explorer.figures.map.map_figure``) with the images ``ids`` shown as selected.
 
     Every trace with ids (``customdata``) gets the positions of its selected points, an empty list
     when it has none (so it fades like the unselected points of other traces); traces without ids

@@ -1,0 +1,1 @@
+"""Plotly figures, image grids and sprite sheets, and the files a map is exported to."""

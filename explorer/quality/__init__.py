@@ -1,0 +1,1 @@
+"""How good a model is: metrics against the one PCA baseline, probes, features, anomaly scores, compression."""
