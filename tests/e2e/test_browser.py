@@ -3,36 +3,9 @@ space decodes that spot; interpolation draws its path on the map. Takes the READ
 (into tests/e2e/artifacts; scripts/screenshots.sh copies them to docs/)."""
 
 import pytest
+from browsing import drag, plot_area, point_on_screen, trace_names, wait_for_map
 
 pytestmark = pytest.mark.e2e
-
-MAP = ".js-plotly-plot"
-
-
-def wait_for_map(page, timeout=120_000):
-    page.wait_for_selector(f"{MAP} .nsewdrag", timeout=timeout)
-    page.wait_for_function(
-        "() => { const g = document.querySelector('.js-plotly-plot'); return g && g.data && g.data.length >= 1; }",
-        timeout=timeout,
-    )
-
-
-def plot_area(page):
-    box = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
-    assert box and box["width"] > 200 and box["height"] > 200, box
-    return box
-
-
-def drag(page, x0, y0, x1, y1):
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    page.mouse.move(x1, y1, steps=5)
-    page.mouse.up()
-
-
-def trace_names(page):
-    return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
 
 
 def test_box_selection_decodes_and_spot_decodes(server, page, screenshots):
@@ -177,17 +150,6 @@ def test_onnx_pair_uploads_maps_and_decodes(server, page, tmp_path, screenshots)
     _map_and_select(page)
 
 
-def _point_on_screen(page, trace=0, i=5):
-    """Screen position and row id of point i of a trace of the 2-D map (from Plotly's own axes)."""
-    return page.evaluate(
-        """([trace, i]) => { const g = document.querySelector('.js-plotly-plot');
-        const t = g._fullData[trace], xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis;
-        const box = g.querySelector('.nsewdrag').getBoundingClientRect();
-        return {x: box.left + xa.l2p(t.x[i]), y: box.top + ya.l2p(t.y[i]), id: t.customdata[i]}; }""",
-        [trace, i],
-    )
-
-
 def _click_select_a_point(page, server) -> None:
     """Open the map, switch the mouse to "click selects" and click one point: its image is shown."""
     page.goto(server)
@@ -195,7 +157,7 @@ def _click_select_a_point(page, server) -> None:
     page.get_by_role("radio", name="Click", exact=True).click()  # the mouse: click selects
     page.get_by_text("Click a point to select it", exact=False).wait_for(timeout=60_000)
     wait_for_map(page)
-    point = _point_on_screen(page)
+    point = point_on_screen(page)
     page.mouse.move(point["x"], point["y"])
     page.mouse.click(point["x"], point["y"])
     page.get_by_text(f"#{point['id']} (", exact=False).first.wait_for(timeout=60_000)
@@ -220,7 +182,7 @@ def test_click_selects_a_point_adds_and_clears(server, page):
     page.get_by_text("its nearest images in latent space").wait_for(timeout=60_000)
     page.get_by_text("Add to selection").click()
     page.wait_for_timeout(1500)  # let the toggle's rerun finish before the next click
-    other = _point_on_screen(page, trace=1, i=3)
+    other = point_on_screen(page, trace=1, i=3)
     page.mouse.move(other["x"], other["y"])
     page.mouse.click(other["x"], other["y"])
     page.get_by_text("2 selected", exact=False).first.wait_for(timeout=60_000)

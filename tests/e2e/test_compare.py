@@ -1,10 +1,9 @@
 """The Compare page in Chromium: a box drawn on the left map selects the same images on the right one."""
 
 import pytest
+from browsing import MAP, drag
 
 pytestmark = pytest.mark.e2e
-
-PLOTS = ".js-plotly-plot"
 
 # row ids each map draws as selected: customdata at the selectedpoints of every class trace
 SELECTED_IDS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).slice(0, 2).map(g =>
@@ -22,15 +21,11 @@ def _maps_ready(page, timeout=180_000):
 def test_a_box_on_one_map_selects_the_same_images_on_both(server, page, screenshots):
     page.goto(server + "/compare")
     _maps_ready(page)
-    area = page.locator(f"{PLOTS} .nsewdrag").first.bounding_box()
+    area = page.locator(f"{MAP} .nsewdrag").first.bounding_box()
     assert area and area["width"] > 200, area
     x0, y0 = area["x"] + area["width"] * 0.35, area["y"] + area["height"] * 0.35
     x1, y1 = area["x"] + area["width"] * 0.65, area["y"] + area["height"] * 0.65
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
-    page.mouse.move(x1, y1, steps=5)
-    page.mouse.up()
+    drag(page, x0, y0, x1, y1)
     page.get_by_text("selected** on the left map", exact=False).or_(
         page.get_by_text("selected on the left map", exact=False)
     ).first.wait_for(timeout=120_000)

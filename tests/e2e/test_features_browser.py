@@ -5,6 +5,7 @@ feature by a click, putting it in the address. Takes tests/e2e/artifacts/feature
 from pathlib import Path
 
 import pytest
+from browsing import choose_checkpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +27,6 @@ def _by_frequency() -> list[int]:
     return features.feature_stats(md.encoded.latents).order().tolist()
 
 
-def _choose_checkpoint(page, name: str) -> None:
-    box = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").filter(has_text="Checkpoint")
-    box.click()
-    page.get_by_role("option", name=name).click()
-
-
 def _screenshot(page, path: Path) -> None:
     """The whole page: Streamlit scrolls inside its own container, so a full-page shot of the window misses
     the bottom; a tall window for the moment of the picture shows all of it."""
@@ -49,7 +44,7 @@ def test_linked_feature_page_shows_atom_and_top_images(server, page, screenshots
     page.goto(f"{server}/features?feature={feature}")
     # the default checkpoint is a VAE: the page explains itself and keeps the feature in the address
     page.get_by_text("Feature pages are for sparse autoencoders", exact=False).wait_for(timeout=120_000)
-    _choose_checkpoint(page, SAE)
+    choose_checkpoint(page, SAE)
     page.get_by_role("heading", name=f"Feature {feature}").wait_for(timeout=120_000)
     page.get_by_text("Top activating images").wait_for(timeout=60_000)
     page.get_by_text("decoder atom", exact=False).first.wait_for(timeout=60_000)

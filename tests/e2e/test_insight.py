@@ -2,14 +2,9 @@
 and where the noisy image lands on the map. Takes tests/e2e/artifacts/your_image.png."""
 
 import pytest
+from browsing import MAP, trace_names
 
 pytestmark = pytest.mark.e2e
-
-MAP = ".js-plotly-plot"
-
-
-def trace_names(page) -> list[str]:
-    return page.evaluate("() => document.querySelector('.js-plotly-plot').data.map(t => t.name)")
 
 
 def test_your_image_edits_reconstructs_and_shows_the_map_position(server, page, screenshots):

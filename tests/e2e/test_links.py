@@ -2,34 +2,21 @@
 browser (a new session that knows nothing else), shows the same checkpoint, selection and points."""
 
 import pytest
-from test_browser import _point_on_screen, drag, wait_for_map  # tests/e2e is on the path: pytest imports by name
+from browsing import REVISION, choose_checkpoint, drag, new_map_drawn, point_on_screen, wait_for_map
 
 pytestmark = pytest.mark.e2e
 
-REVISION = "() => document.querySelector('.js-plotly-plot')?.layout?.uirevision ?? null"  # none while the page redraws
-IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'"
 SUMMARY = "[data-testid='stMarkdownContainer']:has-text('selected —')"
 THUMB_IDS = "() => [...document.querySelectorAll('.lx-thumb span')].map(s => s.textContent.split(' ')[0])"
-
-
-def _choose_checkpoint(page, name):
-    box = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
-    box.click()
-    page.get_by_role("option", name=name).click()
 
 
 def test_a_copied_link_restores_checkpoint_selection_and_points(server, browser, page):
     page.goto(server)
     wait_for_map(page)
     before = page.evaluate(REVISION)
-    _choose_checkpoint(page, "fashion-mnist-ae-conv32")
-    # the new checkpoint's own map (its figure has a new revision), and the page done with its run
-    page.wait_for_function(
-        f"() => {{ const r = ({REVISION})(); return r !== null && r !== {before!r}; }}", timeout=120_000
-    )
-    page.wait_for_function(IDLE, timeout=60_000)
-    wait_for_map(page)
-    point = _point_on_screen(page, trace=2, i=10)  # a box around a real point selects something
+    choose_checkpoint(page, "fashion-mnist-ae-conv32")
+    new_map_drawn(page, before)  # the new checkpoint's own map, and the page done with its run
+    point = point_on_screen(page, trace=2, i=10)  # a box around a real point selects something
     drag(page, point["x"] - 40, point["y"] - 40, point["x"] + 40, point["y"] + 40)
     page.locator(".lx-thumb").first.wait_for(timeout=60_000)
     page.wait_for_function("() => new URLSearchParams(location.search).has('sel')", timeout=30_000)
@@ -68,7 +55,7 @@ def test_a_malformed_link_is_explained_and_the_default_view_shown(server, page):
 def test_sidebar_choices_follow_to_other_pages_and_back(server, page):
     page.goto(server)
     wait_for_map(page)
-    _choose_checkpoint(page, "fashion-mnist-ae-conv32")
+    choose_checkpoint(page, "fashion-mnist-ae-conv32")
     sidebar = page.locator("[data-testid='stSidebar']")
     sidebar.get_by_text("AE · conv · latent 32", exact=False).wait_for(timeout=120_000)
     page.get_by_role("link", name="Sample").click()

@@ -5,23 +5,19 @@ every interaction measured. Speed and memory are printed for reading; memory is 
 what two people need, which catches memory that grows per session or per request, not a slow machine."""
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from benchmarks import load
-from explorer.devserver import CHROMIUM
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.perf]  # a bound on memory
 
 PEOPLE = 2
 SECONDS = 20
 RSS_LIMIT_MB = load.RSS_LIMIT_MB  # the limit eight people keep (docs/BENCHMARKS.md): two must too
 
 
-def test_load_short_has_no_errors_and_no_cross_session_uploads():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+def test_load_short_has_no_errors_and_no_cross_session_uploads(chromium):
     # the browser tests' sync Playwright leaves its event loop marked as running in this thread (test_latency.py)
     with ThreadPoolExecutor(1) as pool:
         result = pool.submit(load.measure, PEOPLE, SECONDS, RSS_LIMIT_MB).result()

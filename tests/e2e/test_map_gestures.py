@@ -2,8 +2,7 @@
 on a 3-D map, and a new map's computation cancelled with the previous map kept in view."""
 
 import pytest
-from test_browser import wait_for_map  # tests/e2e is on the path: pytest imports its files by name
-from test_links import IDLE
+from browsing import IDLE, wait_for_map
 
 pytestmark = pytest.mark.e2e
 

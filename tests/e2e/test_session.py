@@ -6,8 +6,17 @@ import json
 import urllib.parse
 
 import pytest
-from test_browser import _point_on_screen, drag, plot_area, trace_names, wait_for_map
-from test_links import IDLE, REVISION, _choose_checkpoint
+from browsing import (
+    IDLE,
+    REVISION,
+    choose_checkpoint,
+    drag,
+    new_map_drawn,
+    plot_area,
+    point_on_screen,
+    trace_names,
+    wait_for_map,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +41,12 @@ def _go(page, link: str, section: str | None = None) -> None:
 
 
 def _box_around(page, trace=3, i=10, half=45):
-    point = _point_on_screen(page, trace=trace, i=i)
+    point = point_on_screen(page, trace=trace, i=i)
     drag(page, point["x"] - half, point["y"] - half, point["x"] + half, point["y"] + half)
     page.locator(SELECTED).first.wait_for(timeout=60_000)
     page.wait_for_function("() => new URLSearchParams(location.search).has('sel')", timeout=30_000)
     _settled(page)
     return page.locator(SELECTED).first.inner_text().split(" selected")[0]
-
-
-def _new_map(page, before):
-    page.wait_for_function(
-        f"() => {{ const r = ({REVISION})(); return r !== null && r !== {before!r}; }}", timeout=180_000
-    )
-    _settled(page)
-    wait_for_map(page)
 
 
 # --- an uploaded model, on every page ---------------------------------------------------------------------
@@ -110,8 +111,8 @@ def test_back_goes_back_one_step_at_a_time(server, page):
     assert page.evaluate("() => history.length") == start + 1
     first = _params(page)["sel"]
     before = page.evaluate(REVISION)
-    _choose_checkpoint(page, "fashion-mnist-ae-conv32")  # step 2: a checkpoint
-    _new_map(page, before)
+    choose_checkpoint(page, "fashion-mnist-ae-conv32")  # step 2: a checkpoint
+    new_map_drawn(page, before)
     assert page.evaluate("() => history.length") == start + 2
     _go(page, "Interpolate")  # step 3: a page
     page.get_by_role("heading", name="Interpolate").wait_for(timeout=60_000)
@@ -180,8 +181,8 @@ def test_the_selection_outlives_a_change_of_checkpoint_on_the_same_images(server
     _settled(page)
     count = _box_around(page)
     before = page.evaluate(REVISION)
-    _choose_checkpoint(page, "fashion-mnist-dae-conv32")
-    _new_map(page, before)
+    choose_checkpoint(page, "fashion-mnist-dae-conv32")
+    new_map_drawn(page, before)
     page.locator(SELECTED).first.wait_for(timeout=60_000)
     assert page.locator(SELECTED).first.inner_text().startswith(count)
     # the new map draws it as a selection: those points keep their look, the rest fade
@@ -289,7 +290,7 @@ def test_hovering_a_point_shows_its_image(server, page, screenshots):
     )
     shown = []
     for trace, i in ((0, 5), (4, 30), (8, 200)):
-        point = _point_on_screen(page, trace=trace, i=i)
+        point = point_on_screen(page, trace=trace, i=i)
         page.mouse.move(point["x"] - 40, point["y"] - 40)
         page.evaluate("() => { window.__hovered = null; }")  # the wait below is for this hover, not the last one
         page.mouse.move(point["x"], point["y"])
@@ -333,7 +334,7 @@ def test_the_exported_map_keeps_its_labels_hover_images_and_provenance(server, p
         "() => [...document.querySelectorAll('.ytick text')].map(t => t.getBoundingClientRect().left)"
     )
     assert lefts and min(lefts) >= 0, lefts
-    point = _point_on_screen(saved, trace=0, i=5)
+    point = point_on_screen(saved, trace=0, i=5)
     saved.mouse.move(point["x"] - 30, point["y"] - 30)
     saved.mouse.move(point["x"], point["y"])
     saved.wait_for_function(
