@@ -1,20 +1,15 @@
 """The Export page through the real page script: the default map, its download buttons, none of them run
 until clicked; with a selection, the selection picture too. What the files hold: tests/unit/test_exports.py."""
 
-import pytest
+from apptests import page_app
 from streamlit.testing.v1 import AppTest
 
 from explorer.maps.selection import Picked
 from explorer.ui import map_view
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def export_app() -> AppTest:
-    return AppTest.from_string("from explorer.ui import export\nexport.export_view()\n", default_timeout=180)
+    return page_app("export", "export_view")
 
 
 def download_labels(at: AppTest) -> list[str]:

@@ -3,47 +3,24 @@ and coloured to fit it, and thumbnails, strips and downloads come out at a sensi
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
+from apptests import upload_app
 
-from explorer import models
-from explorer.checkpoint import checkpoint_bytes
 from explorer.figures.images import scale_for
 from explorer.maps.selection import Picked
 
 VIEWS = ["decode_view", "interpolate_view", "sample_view", "traverse_view"]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture(scope="module")
-def colour_64(tmp_path_factory):
-    cfg = models.config_class("vae")(input_shape=(3, 64, 64), backbone="conv", hidden=(8, 16), dense=32, latent_dim=6)
-    path = tmp_path_factory.mktemp("ckpt") / "rgb64.safetensors"
-    path.write_bytes(checkpoint_bytes(models.build(cfg), dataset={"name": "fashion-mnist"}))
-    return path
-
-
-def page(path, view: str) -> AppTest:
-    script = f"""
-from pathlib import Path
-import streamlit as st
-from explorer.ui import state, views
-if "uploaded" not in st.session_state:
-    st.session_state["uploaded"] = True
-    ref = state.add_upload([("rgb64.safetensors", Path({str(path)!r}).read_bytes())], {{}})
-    st.session_state["ckpt"] = ref.name
-    st.session_state["n"] = 1000
-views.{view}()
-"""
-    return AppTest.from_string(script, default_timeout=240)
+def colour_64(checkpoint_file):
+    return checkpoint_file(
+        "rgb64", "vae", input_shape=(3, 64, 64), backbone="conv", hidden=(8, 16), dense=32, latent_dim=6
+    )
 
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_with_a_64x64_colour_model(colour_64, view):
-    at = page(colour_64, view).run()
+    at = upload_app(colour_64, view).run()
     if view == "decode_view":  # its panel waits for a pick on the map: three images and a spot
         at.session_state["pick"] = Picked((1, 2, 3), (0.0, 0.0))
         at.run()

@@ -1,11 +1,9 @@
 """The Metrics and Compare pages through the real page script (AppTest, shipped checkpoints), and the
 linked selection of the Compare page as pure functions on synthetic Plotly selections."""
 
-import base64
-import json
-
 import numpy as np
 import pytest
+from apptests import assert_clean, page_app, plotly_array, specs
 from streamlit.testing.v1 import AppTest
 
 from explorer.figures.map import map_figure, overlay_trace
@@ -15,34 +13,13 @@ from explorer.ui import state
 CHECKPOINTS = [p.stem for p in state.shipped_checkpoints()]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def page(name: str) -> AppTest:
     module, view = {"metrics": ("metrics_page", "metrics_view"), "compare": ("compare", "compare_view")}[name]
-    return AppTest.from_string(f"from explorer.ui import {module}\n{module}.{view}()\n", default_timeout=300)
-
-
-def _array(value) -> np.ndarray:
-    """A Plotly array from a figure's JSON: a list, or a typed array ({"dtype", "bdata"} in base64)."""
-    if isinstance(value, dict):
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
-
-
-def specs(at: AppTest) -> list[dict]:
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return page_app(module, view, timeout=300)
 
 
 def table(at: AppTest, i: int = 0) -> dict[str, list]:
     return at.dataframe[i].value.to_dict(orient="list")
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
 
 
 # --- Metrics -------------------------------------------------------------------------------------------
@@ -70,7 +47,9 @@ def test_metrics_page_on_every_shipped_checkpoint(ckpt):
     (curve,) = specs(at)
     assert curve["layout"]["xaxis"]["type"] == "log"
     pca, star = curve["data"]
-    assert _array(pca["x"]).tolist()[:3] == [1, 2, 4] and star["marker"]["symbol"] == "star" and star["name"] == ckpt
+    assert (
+        plotly_array(pca["x"]).tolist()[:3] == [1, 2, 4] and star["marker"]["symbol"] == "star" and star["name"] == ckpt
+    )
 
 
 def test_metrics_page_scores_outliers_and_explains_what_cannot_be_computed():
@@ -94,13 +73,13 @@ def test_metrics_page_scores_outliers_and_explains_what_cannot_be_computed():
 
 
 def mapped(spec: dict) -> np.ndarray:
-    ids = [_array(t["customdata"]).ravel() for t in spec["data"] if "customdata" in t]
+    ids = [plotly_array(t["customdata"]).ravel() for t in spec["data"] if "customdata" in t]
     return np.sort(np.concatenate(ids))
 
 
 def selected(spec: dict) -> list[int]:
     """Row ids a map figure draws as selected (its traces' selectedpoints, through customdata)."""
-    out = [_array(t["customdata"])[t["selectedpoints"]] for t in spec["data"] if t.get("selectedpoints")]
+    out = [plotly_array(t["customdata"])[t["selectedpoints"]] for t in spec["data"] if t.get("selectedpoints")]
     return sorted(np.concatenate(out).tolist()) if out else []
 
 

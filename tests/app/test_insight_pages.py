@@ -4,12 +4,11 @@ Pages turn errors into st.error, so each test also checks that no error is shown
 images, charts and numbers are there, not only that nothing raised.
 """
 
-import base64
 import io
 import json
 
-import numpy as np
 import pytest
+from apptests import assert_clean, page_app, plotly_array
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -27,14 +26,9 @@ CHECKPOINTS = [p.stem for p in state.shipped_checkpoints()]
 SAE = next(n for n in CHECKPOINTS if "sae" in n)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def app(page: str, **session) -> AppTest:
     module, func = PAGES[page].split(".")
-    at = AppTest.from_string(f"from explorer.ui import {module}\n{module}.{func}()\n", default_timeout=240)
+    at = page_app(module, func, timeout=240)
     for key, value in session.items():
         at.session_state[key] = value
     return at
@@ -50,13 +44,6 @@ def the_map(at: AppTest) -> dict:
     return fig
 
 
-def _array(value) -> np.ndarray:
-    """A Plotly array from a figure's JSON: a list, or a typed array ({"dtype", "bdata"} in base64)."""
-    if isinstance(value, dict):
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
-
-
 def captions(at: AppTest) -> list[str]:
     return [img.caption for im in at.get("image") for img in im.proto.imgs]
 
@@ -64,11 +51,6 @@ def captions(at: AppTest) -> list[str]:
 def tiles(at: AppTest) -> list[str]:
     """The names under the denoising tiles ("name", a line break, then the PSNR in bold)."""
     return [c.value.split("  \n")[0] for c in at.caption if c.value.endswith((" dB**", "&nbsp;"))]
-
-
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
 
 
 def png(size=(28, 28), mode="L") -> bytes:
@@ -196,10 +178,10 @@ def test_denoising_compares_checkpoints_on_the_same_noise():
 def test_the_denoising_autoencoder_beats_its_plain_twin_on_noisy_images():
     at = app("denoise", ckpt="fashion-mnist-ae-conv32", dn_level=0.3).run()
     assert_clean(at)
-    curve = {t["name"]: _array(t["y"]) for t in charts(at)["dn_curve"]["data"]}
+    curve = {t["name"]: plotly_array(t["y"]) for t in charts(at)["dn_curve"]["data"]}
     assert set(curve) == {"noisy input", "ae-conv32", "dae-conv32"}
     # the DAE was trained on gaussian noise 0.15: from 0.1 to 0.3 it restores clearly more than the AE
-    levels = _array(charts(at)["dn_curve"]["data"][0]["x"])
+    levels = plotly_array(charts(at)["dn_curve"]["data"][0]["x"])
     around = (levels >= 0.09) & (levels <= 0.31)
     assert around.sum() == 3
     assert (curve["dae-conv32"][around] > curve["ae-conv32"][around] + 1.0).all()

@@ -1,21 +1,14 @@
 """Links through the real page script: the view's values in the URL, kept uploads reopened by digest."""
 
-import pytest
+from apptests import page_app
 from streamlit.testing.v1 import AppTest
 
 from explorer import kept, settings
 from explorer.ui import state
 
-VIEW = "from explorer.ui import views\nviews.decode_view()\n"
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
 
 def _open(params: dict[str, str]) -> AppTest:
-    at = AppTest.from_string(VIEW, default_timeout=180)
+    at = page_app("views", "decode_view")
     for k, v in params.items():
         at.query_params[k] = v
     return at.run()

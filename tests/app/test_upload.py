@@ -3,46 +3,16 @@
 import pickle
 
 import pytest
+from apptests import page_app, upload_app
 from streamlit.testing.v1 import AppTest
 
 from explorer import models
 from explorer.checkpoint import checkpoint_bytes
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def session(path, name="model.safetensors") -> AppTest:
-    script = f"""
-from pathlib import Path
-import streamlit as st
-from explorer.errors import ExplorerError
-from explorer.ui import state, views
-if "uploaded" not in st.session_state:
-    st.session_state["uploaded"] = True
-    try:
-        ref = state.add_upload([({name!r}, Path({str(path)!r}).read_bytes())], {{}})
-        st.session_state["ckpt"] = ref.name
-        st.session_state["n"] = 1000
-    except ExplorerError as exc:
-        st.error(f"Refused: {{exc}}")
-views.decode_view()
-"""
-    return AppTest.from_string(script, default_timeout=240)
-
-
-def model_file(tmp_path, kind, latent, tag):
-    model = models.build(models.config_class(kind)(hidden=(32,), latent_dim=latent))
-    path = tmp_path / f"{tag}.safetensors"
-    path.write_bytes(checkpoint_bytes(model, dataset={"name": "fashion-mnist"}))
-    return path
-
-
-def test_two_sessions_with_the_same_file_name_see_only_their_own(tmp_path):
-    a = session(model_file(tmp_path, "ae", 4, "a")).run()
-    b = session(model_file(tmp_path, "vae", 6, "b")).run()
+def test_two_sessions_with_the_same_file_name_see_only_their_own(checkpoint_file):
+    a = upload_app(checkpoint_file("a", "ae", hidden=(32,), latent_dim=4), name="model.safetensors").run()
+    b = upload_app(checkpoint_file("b", "vae", hidden=(32,), latent_dim=6), name="model.safetensors").run()
     for at in (a, b):
         assert not at.exception, at.exception
         options = at.sidebar.selectbox(key="ckpt").options
@@ -50,7 +20,7 @@ def test_two_sessions_with_the_same_file_name_see_only_their_own(tmp_path):
     assert any("latent 4" in c.value and "AE" in c.value for c in a.sidebar.caption)
     assert any("latent 6" in c.value and "VAE" in c.value for c in b.sidebar.caption)
     # a fresh session has no uploads at all
-    fresh = AppTest.from_string("from explorer.ui import views\nviews.decode_view()\n", default_timeout=240).run()
+    fresh = page_app("views", "decode_view", timeout=240).run()
     assert not any(o.startswith("⬆") for o in fresh.sidebar.selectbox(key="ckpt").options)
 
 
@@ -66,7 +36,7 @@ def test_hostile_upload_is_refused_and_the_app_stays_up(tmp_path):
     marker = tmp_path / "pwned"
     bad = tmp_path / "evil.safetensors"
     bad.write_bytes(pickle.dumps(_Payload(marker)))
-    at = session(bad, name="evil.safetensors").run()
+    at = upload_app(bad).run()
     assert not at.exception, at.exception
     assert any("Refused" in e.value and "pickle" in e.value for e in at.error), [e.value for e in at.error]
     assert not marker.exists()

@@ -5,11 +5,11 @@ exception" proves little: each page must show no error, draw every mapped image 
 exactly once, and show its panel's images.
 """
 
-import base64
 import json
 
 import numpy as np
 import pytest
+from apptests import page_app, plotly_array
 from streamlit.testing.v1 import AppTest
 
 from explorer.maps.pipeline import REPO as ROOT
@@ -22,21 +22,14 @@ DEFAULT_MAPPED = 10000
 
 
 def view_app(view: str) -> AppTest:
-    return AppTest.from_string(f"from explorer.ui import views\nviews.{view}()\n", default_timeout=180)
-
-
-def _array(value) -> np.ndarray:
-    """A Plotly array from a figure's JSON: a list, or a typed array ({"dtype", "bdata"} in base64)."""
-    if isinstance(value, dict):
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
+    return page_app("views", view)
 
 
 def mapped_ids(at: AppTest) -> np.ndarray:
     """Sorted row ids of the points on the page's one map (overlays carry no ids)."""
     (chart,) = at.get("plotly_chart")
     traces = json.loads(chart.proto.spec)["data"]
-    ids = [_array(t["customdata"]).ravel() for t in traces if "customdata" in t]
+    ids = [plotly_array(t["customdata"]).ravel() for t in traces if "customdata" in t]
     return np.sort(np.concatenate(ids)) if ids else np.array([], dtype=np.int64)
 
 
@@ -56,11 +49,6 @@ def assert_page_shown(at: AppTest, mapped: int, images: int = 1) -> None:
     grids = thumbnail_grids(at)
     assert all(cells and all(c["src"].startswith("data:image/png;base64,") for c in cells) for cells in grids)
     assert len(at.get("image")) + len(grids) >= images
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def test_app_entry_runs():
@@ -223,6 +211,7 @@ def test_the_reference_umap_engine_and_the_all_split_are_offered():
     assert any("1,000 images" in c.value and "euclidean, umap-learn)" in c.value for c in at.sidebar.caption)
 
 
+@pytest.mark.perf  # a lower bound on elapsed time, kept by a busy thread on a shared core
 def test_the_warm_up_waits_for_a_quiet_server():
     import threading
     import time
