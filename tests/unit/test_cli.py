@@ -7,11 +7,12 @@ import subprocess
 import sys
 import typing
 from argparse import Namespace
+from pathlib import Path
 
 import pytest
 
 from explorer import models
-from explorer.cli import COMMANDS, command_module, main
+from explorer.cli import COMMANDS, build_parser, command_module, main
 from explorer.errors import ConfigError
 
 ENV = {**os.environ, "COLUMNS": "200"}  # one flag per line, unwrapped
@@ -87,3 +88,31 @@ def test_import_refusal_names_the_flag_that_resolves_it(tmp_path, capsys):
     assert main(["import", str(path), "--out", str(tmp_path / "o.safetensors")]) == 2
     assert "(--" not in capsys.readouterr().err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def _kind_choices(command: str) -> list[str]:
+    parser = build_parser(command)
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    (kind,) = [a for a in sub.choices[command]._actions if a.dest == "kind"]
+    return list(kind.choices)
+
+
+def test_the_kind_choices_are_the_registry_kinds():
+    """No list of kinds is written in the CLI: train offers every kind the registry can train, import every
+    one a layer stack can become, both from explorer.models."""
+    from explorer.importers.layers import importable_kinds
+
+    assert _kind_choices("train") == models.trainable_kinds()
+    assert set(models.trainable_kinds()) <= set(models.kinds())
+    assert [k for k in models.kinds() if getattr(models.model_class(k), "trainable", True)] == _kind_choices("train")
+    assert _kind_choices("import") == importable_kinds()
+    assert set(importable_kinds()) <= set(models.trainable_kinds())
+
+
+def test_the_readme_names_the_registered_kinds_and_how_to_list_them():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    sentence = re.search(r"^Kinds, (.*?)Backbones:", readme, re.M | re.S)
+    assert sentence is not None, "README: the sentence listing the kinds is missing"
+    assert "python -m explorer train --help" in sentence.group(1)
+    named = re.findall(r"`([a-z0-9_]+)`", sentence.group(1))
+    assert sorted(named) == models.kinds(), named
