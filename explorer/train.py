@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+import torch.distributed as dist
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
 
 from explorer import models
 from explorer.checkpoint import atomic_write, save_checkpoint
+from explorer.data import load_dataset, to_float
 from explorer.errors import CheckpointError, ConfigError, ExplorerError
 from explorer.models.base import Autoencoder, ModelConfig
+from explorer.quality.metrics import QualityOptions, QualityReport, model_quality, split_images
 from explorer.untrusted import safetensors_header
 
 if TYPE_CHECKING:
@@ -72,16 +80,12 @@ def _distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def _broadcast_weights(model: torch.nn.Module) -> None:
-    import torch.distributed as dist
-
     with torch.no_grad():
         for p in model.parameters():
             dist.broadcast(p.data, src=0)
@@ -89,8 +93,6 @@ def _broadcast_weights(model: torch.nn.Module) -> None:
 
 def _any_rank(flags: torch.Tensor) -> torch.Tensor:
     """Element-wise OR of a bool tensor over all ranks."""
-    import torch.distributed as dist
-
     as_int = flags.to(torch.int32)
     dist.all_reduce(as_int, op=dist.ReduceOp.MAX)
     return as_int.bool()
@@ -111,8 +113,6 @@ def save_resume(
     counters: dict[str, torch.Tensor],
 ) -> None:
     """``counters``: the trainer's own tensors (e.g. since-fired), restored by ``load_resume``."""
-    from safetensors.torch import save as st_save
-
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"trainer.{k}": v.detach().cpu().contiguous() for k, v in counters.items()})
     opt_state = opt.state_dict()
@@ -127,8 +127,6 @@ def load_resume(
     path: Path, model: Autoencoder, opt: torch.optim.Optimizer
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Restores model and optimiser in place; returns the saved state and the trainer's counters."""
-    from safetensors.torch import load as st_load
-
     buf = path.read_bytes()
     header, _ = safetensors_header(buf, label=path.name)
     meta = header.get("__metadata__", {})
@@ -167,8 +165,6 @@ def epoch_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) 
     gets ceil(n / world) indices and the same number of non-empty batches: DDP's gradient
     all-reduce needs every rank to take every step. With one process it is a plain permutation.
     """
-    from torch.utils.data.distributed import DistributedSampler
-
     indices = cast("Dataset[int]", range(n))  # the sampler reads only len()
     sampler: DistributedSampler[int] = DistributedSampler(
         indices, num_replicas=world, rank=rank, shuffle=True, seed=seed * 100_003
@@ -177,13 +173,17 @@ def epoch_indices(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) 
     return torch.tensor(list(sampler), dtype=torch.long)
 
 
+def checkpoint_metrics(report: QualityReport) -> dict[str, float]:
+    """A report's figures as a checkpoint's metadata keeps them: reconstruction MSE and BCE as ``mse`` and
+    ``bce``, the others under the report's names, and the PCA's component count; figures it lacks are left out."""
+    short = {"recon_mse": "mse", "recon_bce": "bce"}
+    out = {short.get(k, k): float(v) for k, v in report.figures.items() if v is not None}
+    out["pca_components"] = report.pca_components
+    return out
+
+
 def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
     """Train and write the checkpoint; returns its path. Runs on every rank under torchrun."""
-    from tqdm.auto import tqdm
-
-    from explorer.data import load_dataset, to_float
-    from explorer.quality.metrics import encode_all, evaluate, probe_accuracy
-
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device, local_rank)
     torch.manual_seed(cfg.seed)
@@ -195,7 +195,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
         raise ConfigError(f"dataset {cfg.dataset} has images {train_ds.shape}, model expects {model_cfg.input_shape}")
     n_train = len(train_ds) if cfg.limit <= 0 else min(cfg.limit, len(train_ds))
     x_train = torch.from_numpy(to_float(train_ds.images[:n_train]))  # (N, C, H, W) float32
-    x_test = torch.from_numpy(to_float(test_ds.images))
 
     model = models.build(model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -222,8 +221,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
 
     net: torch.nn.Module = model
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = cast(torch.nn.Module, torch.compile(net))  # a compiled module is still a module
@@ -271,8 +268,6 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
             save_resume(resume_file, model, opt, {"epoch": epoch + 1, "wall_time_s": wall}, counters)
 
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
         # every rank leaves the group now: a rank that exits with the group still open can abort in gloo's
         # teardown (SIGABRT), and torchrun then kills rank 0 while it evaluates and saves
@@ -281,12 +276,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig) -> Path:
         return out
 
     wall = wall_before + time.perf_counter() - t0
-    model.eval()
-    metrics = evaluate(model, x_test)
-    if test_ds.labels.min() >= 0:
-        z_tr = encode_all(model, x_train[:10000])
-        z_te = encode_all(model, x_test)
-        metrics["probe_accuracy"] = probe_accuracy(z_tr, train_ds.labels[: len(z_tr)], z_te, test_ds.labels)
+    # the report of ``python -m explorer metrics`` on the test split: the same figures, kNN, probe and PCA
+    evaluated, reference, pca_train = split_images(
+        cfg.dataset, "test", model.input_shape, QualityOptions(), root=cfg.data_root
+    )
+    metrics = checkpoint_metrics(model_quality(model, evaluated, reference, pca_train))
     save_checkpoint(
         model,
         out,

@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from explorer.errors import CheckpointError, MetricsError
+from explorer.maps.neighbours import no_progress
+from explorer.maps.pipeline import DiskCache, cache_dir, sha256
+
+if TYPE_CHECKING:
+    from explorer.quality.metrics import QualityOptions, QualityReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.quality.report import PCA_CURVE, SPLITS, QualityOptions
+    from explorer.quality.metrics import PCA_CURVE, SPLITS, QualityOptions
 
     default = QualityOptions()
     p.add_argument("checkpoint")
@@ -44,8 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _curve(text: str) -> tuple[int, ...]:
-    from explorer.errors import MetricsError
-
     try:
         return tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
     except ValueError:
@@ -68,19 +75,46 @@ def table(report, title: str) -> str:
     return "\n".join([title, "", line(header), *map(line, rows), "", f"PCA MSE by components: {curve}"])
 
 
-def run(args: argparse.Namespace) -> int:
-    from explorer.checkpoint import load_checkpoint, read_metadata
-    from explorer.errors import CheckpointError
-    from explorer.maps.pipeline import DiskCache, cache_dir, sha256
-    from explorer.quality.report import QualityOptions, quality_report
+def report_of(
+    checkpoint: str | Path,
+    *,
+    dataset: str | None = None,
+    split: str = "test",
+    options: QualityOptions | None = None,
+    data_root: str | None = None,
+    use_cache: bool = True,
+    progress: Callable[[float, str], None] | None = None,
+) -> tuple[QualityReport, bool, dict[str, Any], str]:
+    """(report, whether it was cached, the checkpoint's metadata, the dataset) of one checkpoint file.
 
-    path = Path(args.checkpoint)
+    The one path from a file to its figures: ``metrics`` prints the whole report, ``evaluate`` a line of it."""
+    from explorer.checkpoint import load_checkpoint, read_metadata
+    from explorer.quality.metrics import QualityOptions, quality_report
+
+    path = Path(checkpoint)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
     meta = read_metadata(raw)
-    dataset = args.dataset or meta.get("dataset", {}).get("name") or "fashion-mnist"
+    dataset = dataset or meta.get("dataset", {}).get("name") or "fashion-mnist"
+    report, cached = quality_report(
+        lambda: load_checkpoint(raw),
+        sha256(raw),
+        tuple(meta["config"]["input_shape"]),
+        dataset,
+        split=split,
+        options=options or QualityOptions(),
+        cache=DiskCache(cache_dir()) if use_cache else None,
+        root=data_root,
+        progress=progress or no_progress,
+    )
+    return report, cached, meta, dataset
+
+
+def run(args: argparse.Namespace) -> int:
+    from explorer.quality.metrics import QualityOptions
+
     options = QualityOptions(
         limit=args.limit,
         max_train=args.max_train,
@@ -93,15 +127,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"  {100 * fraction:3.0f}%  {message}", flush=True)
 
-    report, cached = quality_report(
-        lambda: load_checkpoint(raw),
-        sha256(raw),
-        tuple(meta["config"]["input_shape"]),
-        dataset,
+    report, cached, meta, dataset = report_of(
+        args.checkpoint,
+        dataset=args.dataset,
         split=args.split,
         options=options,
-        cache=None if args.no_cache else DiskCache(cache_dir()),
-        root=args.data_root,
+        data_root=args.data_root,
+        use_cache=not args.no_cache,
         progress=progress,
     )
     if args.json:
@@ -109,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     ctx = report.context
     title = (
-        f"{path.name}: {meta['config']['kind']} on {dataset} {args.split} ({ctx.get('images', '?'):,} images; "
-        f"kNN and probe trained on {ctx.get('train_images', '?'):,} train images"
+        f"{Path(args.checkpoint).name}: {meta['config']['kind']} on {dataset} {args.split} "
+        f"({ctx.get('images', '?'):,} images; kNN and probe trained on {ctx.get('train_images', '?'):,} train images"
         + (f"; outliers: {ctx.get('ood_images', '?'):,} {args.ood} images" if args.ood else "")
         + ")"
         + (" [cached]" if cached else f" [{ctx.get('seconds', 0):.1f} s]")

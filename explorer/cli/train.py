@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from explorer.data import load_dataset
 from explorer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -106,8 +107,6 @@ def configs_from_args(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfi
     if "input_shape" in kwargs:
         kwargs["input_shape"] = tuple(int(v) for v in str(kwargs["input_shape"]).split(","))
     else:
-        from explorer.data import load_dataset
-
         kwargs["input_shape"] = load_dataset(tcfg.dataset, "test", root=tcfg.data_root).shape
     mcfg = cls(**kwargs)
     if not tcfg.out:

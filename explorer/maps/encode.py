@@ -1,14 +1,28 @@
-"""Encode a dataset once: latents plus the per-image numbers the map can be coloured by."""
+"""Encode images: the one batched loop over a model, and a dataset's latents plus the per-image numbers a map is coloured by.
+
+Every pass of a model over many images (maps, metrics, ops, probes, training's report) goes through
+``map_batches``, so each batch reaches the model on its device and in its dtype the same way.
+``Encoded`` is read by pages that never run a model: torch is imported inside the functions that run one.
+"""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from explorer.maps.projection import Progress, _no_progress
+from explorer.data import to_float
+from explorer.maps.neighbours import Progress, no_progress
+
+if TYPE_CHECKING:
+    import torch
+
+    from explorer.models.base import Autoencoder
+
+T = TypeVar("T")
 
 LATENTS_VERSION = 1
 _TITLES = "stat_titles"  # (K, 2) strings: statistic name, display title
@@ -58,31 +72,90 @@ class Encoded:
             return cls.from_fields({k: f[k] for k in f.files if k != "version"})
 
 
-def encode_dataset(model, images: np.ndarray, *, batch_size: int = 500, progress: Progress = _no_progress) -> Encoded:
-    """Latents, reconstruction errors and the model's per-image statistics of uint8 images (N, H, W[, C])."""
+def map_batches(
+    model: Autoencoder,
+    images: np.ndarray | torch.Tensor,
+    step: Callable[[torch.Tensor], T],
+    *,
+    batch_size: int = 500,
+    progress: Progress = no_progress,
+) -> list[T]:
+    """``step(x)`` on each batch x (B, C, H, W) of images, on the model's device and in its dtype, without gradients.
+
+    ``images``: uint8 as datasets hold them, (N, H, W) or (N, H, W, C), converted a batch at a time; or
+    float pixels in [0, 1] already in the model's layout (N, C, H, W), numpy or torch. Returns the
+    step's results in order. The model's train/eval mode is left alone (pages may share one model)."""
     import torch
 
-    from explorer.data import to_float
-
-    device = model.device
-    latents, errors = [], []
-    stats: dict[str, list[np.ndarray]] = {}
+    n, size = len(images), max(1, int(batch_size))
+    out = []
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(to_float(images[start : start + batch_size])).to(device)  # (B, C, H, W)
-            z, batch_stats = model.image_stats(x)  # (B, L), {name: (B,)}
-            x_hat = model.decode(z)
-            errors.append((x_hat - x).pow(2).mean(dim=(1, 2, 3)).cpu().numpy())
-            latents.append(z.float().cpu().numpy())
-            for name, values in batch_stats.items():
-                stats.setdefault(name, []).append(values.float().cpu().numpy())
-            done = min(start + batch_size, len(images))
-            progress(done / max(1, len(images)), f"encoded {done}")
-    empty = np.zeros((0, model.latent_dim), np.float32)
+        for start in range(0, n, size):
+            chunk = images[start : start + size]
+            if isinstance(chunk, np.ndarray) and chunk.dtype == np.uint8:
+                chunk = to_float(chunk)  # (B, C, H, W) float32 in [0, 1]
+            x = torch.as_tensor(chunk).to(model.device, dtype=model.dtype)  # (B, C, H, W)
+            out.append(step(x))
+            done = min(start + size, n)
+            progress(done / max(1, n), f"encoded {done:,}")
+    return out
+
+
+def encode(model: Autoencoder, images: np.ndarray | torch.Tensor, *, batch_size: int = 500) -> np.ndarray:
+    """Codes of images (see ``map_batches`` for the layouts taken): (N, L) float32, a VAE's posterior means."""
+    parts = map_batches(model, images, lambda x: model.encode(x).float().cpu().numpy(), batch_size=batch_size)
+    return np.concatenate(parts) if parts else np.zeros((0, model.latent_dim), np.float32)
+
+
+@dataclass
+class PerImage:
+    """One pass of a model over images: codes and per-image errors and statistics, numpy."""
+
+    codes: np.ndarray  # (N, L) float32: what ``encode`` gives (a VAE's posterior means)
+    mse: np.ndarray  # (N,) per-pixel squared error, averaged over each image's pixels
+    bce: np.ndarray  # (N,) per-pixel binary cross-entropy, averaged likewise
+    stats: dict[str, np.ndarray] = field(default_factory=dict)  # the model's summary_stats, each (N,)
+
+
+def per_image(
+    model: Autoencoder, images: np.ndarray | torch.Tensor, *, batch_size: int = 500, progress: Progress = no_progress
+) -> PerImage:
+    """Codes, reconstruction errors against the [0, 1] pixels and the model's per-image statistics of images."""
+
+    def step(x: torch.Tensor) -> dict[str, np.ndarray]:
+        z, stats = model.image_stats(x)  # (B, L), {name: (B,)}
+        logits = model.decode_logits(z).float()
+        pixels = x.float()  # the errors are measured in float32 whatever the model computes in
+        x_hat = model.to_pixels(logits)
+        return {
+            "codes": z.float().cpu().numpy(),
+            "mse": (x_hat - pixels).pow(2).mean(dim=(1, 2, 3)).cpu().numpy(),
+            "bce": model.pixel_bce(logits, pixels).mean(dim=(1, 2, 3)).cpu().numpy(),
+            **{name: values.float().cpu().numpy() for name, values in stats.items()},
+        }
+
+    parts = map_batches(model, images, step, batch_size=batch_size, progress=progress)
+    names = sorted({k for p in parts for k in p} - {"codes", "mse", "bce"})
+    joined = {k: np.concatenate([p[k] for p in parts]).astype(np.float32) for k in ("mse", "bce", *names) if parts}
+    empty = np.zeros(0, np.float32)
+    codes = np.concatenate([p["codes"] for p in parts]) if parts else np.zeros((0, model.latent_dim), np.float32)
+    return PerImage(
+        codes.astype(np.float32).reshape(-1, model.latent_dim),
+        joined.pop("mse", empty),
+        joined.pop("bce", empty),
+        joined,
+    )
+
+
+def encode_dataset(
+    model: Autoencoder, images: np.ndarray, *, batch_size: int = 500, progress: Progress = no_progress
+) -> Encoded:
+    """Latents, reconstruction errors and the model's per-image statistics of uint8 images (N, H, W[, C])."""
+    run = per_image(model, images, batch_size=batch_size, progress=progress)
     return Encoded(
-        latents=np.concatenate(latents).astype(np.float32) if latents else empty,
-        recon_error=np.concatenate(errors).astype(np.float32) if errors else np.zeros(0, np.float32),
-        stats={k: np.concatenate(v).astype(np.float32) for k, v in stats.items()},
+        latents=run.codes,
+        recon_error=run.mse,
+        stats=run.stats,
         titles=dict(model.stat_titles),
         code_name=model.code_name,
     )

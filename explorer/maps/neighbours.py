@@ -24,8 +24,8 @@ N_TREES = 8
 REFINE_CHUNK = 4096  # rows per batch of candidate distances: (4096, ~240, D) floats
 
 
-def _no_progress(fraction: float, message: str) -> None:
-    pass
+def no_progress(fraction: float, message: str) -> None:
+    """A ``Progress`` that shows nothing: the default of every long step that can report."""
 
 
 def prepare(x: np.ndarray, metric: str) -> np.ndarray:
@@ -156,7 +156,7 @@ def _best(x: np.ndarray, k: int, p: float, parts: list[np.ndarray], expand: np.n
 
 
 def approximate_knn(
-    x: np.ndarray, k: int, *, metric: str = "euclidean", seed: int = 0, progress: Progress = _no_progress
+    x: np.ndarray, k: int, *, metric: str = "euclidean", seed: int = 0, progress: Progress = no_progress
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest other rows of ``x`` (N, D), approximately: (indices (N, k), distances (N, k)).
 
@@ -179,7 +179,7 @@ def approximate_knn(
 
 
 def knn_graph(
-    x: np.ndarray, k: int, *, metric: str = "euclidean", seed: int = 0, progress: Progress = _no_progress
+    x: np.ndarray, k: int, *, metric: str = "euclidean", seed: int = 0, progress: Progress = no_progress
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's k nearest other rows: exact up to ``EXACT_MAX_POINTS`` rows, approximate above."""
     if len(x) <= EXACT_MAX_POINTS:

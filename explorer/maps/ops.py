@@ -17,6 +17,7 @@ import torch
 
 from explorer.data import to_float
 from explorer.errors import ExplorerError
+from explorer.maps.encode import map_batches
 from explorer.models.base import Autoencoder
 
 METHODS = ("lerp", "slerp")
@@ -133,40 +134,39 @@ def decode(model: Autoencoder, z: np.ndarray, batch_size: int = 256) -> np.ndarr
     return np.concatenate(parts)
 
 
-@torch.no_grad()
+def _checked_images(model: Autoencoder, images: np.ndarray) -> np.ndarray:
+    """uint8 images (N, H, W[, 3]) whose layout the model takes."""
+    images = np.asarray(images)
+    shape = to_float(images[:1]).shape[1:]  # (C, H, W)
+    if shape != tuple(model.input_shape):
+        raise LatentError(f"images are {shape} (C, H, W) but the model takes {tuple(model.input_shape)}")
+    return images
+
+
 def reconstruct(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Encode then decode uint8 images: (reconstructions uint8 like ``decode``, per-image MSE float32 (N,)).
 
     The MSE is the mean over pixels and channels in [0, 1] units, taken before rounding to uint8.
     """
-    x_all = to_float(np.asarray(images))  # (N, C, H, W) float32 in [0, 1]
-    if x_all.shape[1:] != tuple(model.input_shape):
-        raise LatentError(f"images are {x_all.shape[1:]} (C, H, W) but the model takes {tuple(model.input_shape)}")
-    recons, errors = [], []
-    bs = max(1, int(batch_size))
-    for i in range(0, len(x_all), bs):
-        xb = torch.from_numpy(x_all[i : i + bs]).to(model.device, dtype=model.dtype)  # (B, C, H, W)
-        x_hat = model.decode(model.encode(xb)).float()
-        errors.append((x_hat - xb.float()).pow(2).mean(dim=(1, 2, 3)).cpu().numpy())  # (B,)
-        recons.append(to_uint8(x_hat))
-    if not recons:
+
+    def step(xb: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        x_hat = model.decode(model.encode(xb)).float()  # (B, C, H, W)
+        return to_uint8(x_hat), (x_hat - xb.float()).pow(2).mean(dim=(1, 2, 3)).cpu().numpy()  # (B, ...), (B,)
+
+    parts = map_batches(model, _checked_images(model, images), step, batch_size=batch_size)
+    if not parts:
         return decode(model, np.zeros((0, model.latent_dim), np.float32)), np.zeros(0, np.float32)
-    return np.concatenate(recons), np.concatenate(errors).astype(np.float32)
+    return np.concatenate([r for r, _ in parts]), np.concatenate([e for _, e in parts]).astype(np.float32)
 
 
-@torch.no_grad()
 def posterior_sigma(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
     """A variational model's posterior standard deviations of uint8 images, (N, L) float32; None for other models."""
     posterior = getattr(model, "posterior", None)
     if not model.has_prior or posterior is None:
         return None
-    x_all = to_float(np.asarray(images))
-    parts = [np.zeros((0, model.latent_dim), np.float32)]
-    for i in range(0, len(x_all), max(1, int(batch_size))):
-        xb = torch.from_numpy(x_all[i : i + batch_size]).to(model.device, dtype=model.dtype)
-        _, logvar = posterior(xb)
-        parts.append((0.5 * logvar.float()).exp().cpu().numpy())
-    return np.concatenate(parts)
+    step = lambda xb: (0.5 * posterior(xb)[1].float()).exp().cpu().numpy()  # noqa: E731  (B, L)
+    parts = map_batches(model, np.asarray(images), step, batch_size=batch_size)
+    return np.concatenate([np.zeros((0, model.latent_dim), np.float32), *parts])
 
 
 # ----------------------------------------------------------------------------------- sampling
@@ -403,7 +403,6 @@ def traverse_all(
     return np.concatenate(rows) if rows else np.zeros((0, len(np.asarray(z))), np.float32)
 
 
-@torch.no_grad()
 def kl_per_dimension(model: Autoencoder, images: np.ndarray, batch_size: int = 256) -> np.ndarray | None:
     """A variational model's KL(q(z|x) || N(0, I)) of each latent dimension in nats, averaged over uint8 images:
     (L,) float64; None for other models. Dimensions near 0 carry no information about the image (they
@@ -411,13 +410,15 @@ def kl_per_dimension(model: Autoencoder, images: np.ndarray, batch_size: int = 2
     posterior = getattr(model, "posterior", None)
     if not model.has_prior or posterior is None:
         return None
-    x_all = to_float(np.asarray(images))
+
+    def step(xb: torch.Tensor) -> np.ndarray:
+        mu, logvar = (t.double() for t in posterior(xb))  # (B, L)
+        return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().numpy()  # (L,)
+
     total = np.zeros(model.latent_dim)
-    for i in range(0, len(x_all), max(1, int(batch_size))):
-        xb = torch.from_numpy(x_all[i : i + batch_size]).to(model.device, dtype=model.dtype)
-        mu, logvar = (t.double() for t in posterior(xb))
-        total += (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(0).cpu().numpy()  # (L,)
-    return total / max(1, len(x_all))
+    for part in map_batches(model, np.asarray(images), step, batch_size=batch_size):
+        total += part
+    return total / max(1, len(images))
 
 
 # ----------------------------------------------------------------------------------- nearest neighbours

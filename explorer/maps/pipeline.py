@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from explorer.maps.encode import LATENTS_VERSION, Encoded
-from explorer.maps.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, _no_progress
+from explorer.maps.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, no_progress
 from explorer.settings import current as current_settings
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def compute_map(
     params: ProjectionParams,
     cache: DiskCache,
     *,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
     store_in: DiskCache | None = None,
 ) -> MapData:
     """Encode (or read cached latents) and fit the projection; stores the result in the cache.

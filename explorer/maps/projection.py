@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from explorer.errors import ExplorerError
-from explorer.maps.neighbours import Progress, _no_progress, knn, knn_graph, prepare
+from explorer.maps.neighbours import Progress, knn, knn_graph, no_progress, prepare
 
 PROJECTION_VERSION = 2
 METHODS = ("umap", "pca")
@@ -191,7 +191,7 @@ _KERNEL = None
 
 
 def umap_layout(
-    graph, init: np.ndarray, *, min_dist: float, seed: int, n_epochs: int, progress: Progress = _no_progress
+    graph, init: np.ndarray, *, min_dist: float, seed: int, n_epochs: int, progress: Progress = no_progress
 ) -> np.ndarray:
     """Optimise positions by UMAP's stochastic gradient descent: attraction along graph edges,
     each sampled in proportion to its weight, and 5 negative samples of repulsion per sampled edge."""
@@ -306,7 +306,7 @@ class Projection:
         return proj, extra
 
 
-def fit(latents: np.ndarray, params: ProjectionParams, *, progress: Progress = _no_progress) -> Projection:
+def fit(latents: np.ndarray, params: ProjectionParams, *, progress: Progress = no_progress) -> Projection:
     """Fit a map of ``latents`` (N, L). Deterministic for a given seed."""
     z = np.ascontiguousarray(latents, dtype=np.float32)
     if len(z) < 3:
@@ -419,7 +419,7 @@ def warm_reference_umap() -> float:
     d = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(d, np.inf)  # as the project's search: the point itself left out
     idx = np.argsort(d, axis=1)[:, : params.n_neighbors]
-    _fit_reference(x, idx, np.take_along_axis(d, idx, 1).astype(np.float32), params, _no_progress)
+    _fit_reference(x, idx, np.take_along_axis(d, idx, 1).astype(np.float32), params, no_progress)
     return time.perf_counter() - t0
 
 

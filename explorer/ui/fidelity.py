@@ -1,7 +1,7 @@
 """Two pages about how well the model keeps images: "Anomalies" (the worst-reconstructed images, and whether
 reconstruction error tells other data apart) and "Compression" (what a latent code costs against a PNG).
 
-Pages only ask and show; the numbers come from ``explorer.maps.ops``, ``explorer.quality.probe`` and ``explorer.quality.anomaly``.
+Pages only ask and show; the numbers come from ``explorer.maps.ops``, ``explorer.quality.compression`` and ``explorer.quality.anomaly``.
 Session keys start ``an_`` and ``cz_``.
 """
 
@@ -15,7 +15,7 @@ from explorer.figures import images
 from explorer.figures.charts import log_histogram_figure
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked
-from explorer.quality import probe
+from explorer.quality import compression
 from explorer.quality.anomaly import auroc, rank_by_error
 from explorer.ui import map_view, sidebar, state, views
 from explorer.ui.insight import CHART, label, scale
@@ -139,21 +139,23 @@ RANGE_IMAGES = 2000  # images whose codes set another checkpoint's 8-bit ranges
 @st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner="Encoding, storing and decoding the codes…")
 def _compression(
     digest: str, data_key: str, n: int, bits: int, _ckpt: state.CheckpointRef, _images: np.ndarray, _latents
-) -> probe.Compression:
+) -> compression.Compression:
     """The current map's images and codes: the 8-bit ranges come from every mapped image's code."""
     model = state.model(_ckpt)
-    lo, hi = probe.latent_range(_latents)
-    return probe.compression(model, _images[:n], lo=lo, hi=hi, bits=bits, examples=EXAMPLES, sparse=model.sparse_codes)
+    lo, hi = compression.latent_range(_latents)
+    return compression.compression(
+        model, _images[:n], lo=lo, hi=hi, bits=bits, examples=EXAMPLES, sparse=model.sparse_codes
+    )
 
 
 @st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)
 def _shipped_row(
     digest: str, data_key: str, n: int, bits: int, _ckpt: state.CheckpointRef, _images
-) -> probe.Compression:
+) -> compression.Compression:
     """Another checkpoint on test images of its own dataset; its 8-bit ranges from the codes of all of them."""
     model = state.model(_ckpt)
-    lo, hi = probe.latent_range(probe.encode(model, _images))
-    return probe.compression(
+    lo, hi = compression.latent_range(compression.encode(model, _images))
+    return compression.compression(
         model, _images[:n], lo=lo, hi=hi, bits=bits, examples=0, sparse=model.sparse_codes, jpeg=True
     )
 
@@ -162,7 +164,7 @@ def _db(value: float) -> str:
     return "∞ (lossless)" if not np.isfinite(value) else f"{value:.2f}"
 
 
-def _storage_table(comp: probe.Compression) -> list[dict]:
+def _storage_table(comp: compression.Compression) -> list[dict]:
     s, png = comp.sizes, comp.png
     rows: list[tuple[str, float, float]] = [
         ("pixels, uncompressed", s.raw, np.inf),

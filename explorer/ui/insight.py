@@ -1,7 +1,7 @@
 """Two map pages that probe the model with one image: "Your image" (drop one in or pick one, edit it, see
 where it lands and what the model makes of it) and "Denoising" (the same noise through several checkpoints).
 
-Pages only ask and show: edits, PSNR and curves come from ``explorer.quality.probe``; session keys start ``img_``
+Pages only ask and show: edits, PSNR and curves come from ``explorer.quality.compression``; session keys start ``img_``
 and ``dn_``.
 """
 
@@ -15,7 +15,7 @@ from explorer.figures import images
 from explorer.figures.charts import bar_figure, curve_figure
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked
-from explorer.quality import probe
+from explorer.quality import compression
 from explorer.ui import state, views
 from explorer.ui.state import Context
 
@@ -95,14 +95,14 @@ def _uploaded(ctx: Context) -> tuple[np.ndarray, str] | None:
             held = (token, None, str(exc))
         st.session_state["img_upload"] = held
     if held[1] is None:
-        raise probe.ProbeError(f"Image not used: {held[2]}")
+        raise compression.ProbeError(f"Image not used: {held[2]}")
     return held[1][None], held[2]
 
 
-def _edit_controls(h: int, w: int) -> probe.Edits:
+def _edit_controls(h: int, w: int) -> compression.Edits:
     with st.expander("Edit the image", expanded=True):
         c1, c2, c3 = st.columns([3, 3, 2])
-        noise = c1.selectbox("Noise", ["none", *probe.NOISES], key="img_noise")
+        noise = c1.selectbox("Noise", ["none", *compression.NOISES], key="img_noise")
         level = c2.slider(
             "Noise level",
             0.0,
@@ -124,7 +124,7 @@ def _edit_controls(h: int, w: int) -> probe.Edits:
             top = c1.slider("Square top", 0, h - 1, (h - size) // 2, key="img_top")
             left = c2.slider("Square left", 0, w - 1, (w - size) // 2, key="img_left")
         invert = st.checkbox("Invert", key="img_invert", help="The shipped data is light on dark; most photos are not")
-    return probe.Edits(
+    return compression.Edits(
         invert=invert, dx=dx, dy=dy, occlusion=size, top=top, left=left, noise=noise, level=level, seed=seed
     )
 
@@ -180,7 +180,7 @@ def _image_panel(ctx: Context, pick: Picked) -> list[dict]:
     edited = edits.apply(base)  # (1, H, W[, 3]) uint8
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, edited)
-    z = probe.encode(model, edited)  # (1, L)
+    z = compression.encode(model, edited)  # (1, L)
     changed = not np.array_equal(edited, base)
 
     st.markdown(f"**{title}**, {edits.describe()}")
@@ -191,11 +191,11 @@ def _image_panel(ctx: Context, pick: Picked) -> list[dict]:
     m1, m2, m3 = st.columns(3)
     m1.metric("Error (MSE)", f"{err[0]:.4f}", help="Mean squared reconstruction error per pixel, pixels in [0, 1]")
     m2.metric("Worse than", f"{worse:.0%}", help="The share of the mapped images this model reconstructs better")
-    recon_db = probe.psnr(base, recon)
+    recon_db = compression.psnr(base, recon)
     m3.metric(
         "PSNR vs original",
         f"{recon_db:.1f} dB",
-        delta=f"{recon_db - probe.psnr(base, edited):+.1f} dB vs edited" if changed else None,
+        delta=f"{recon_db - compression.psnr(base, edited):+.1f} dB vs edited" if changed else None,
         help="Reconstruction against the unedited image; the change is what the model undid (or added) "
         "compared with the edited input itself",
     )
@@ -242,7 +242,7 @@ def _curve(
     digest: str, data_key: str, noise: str, levels: tuple[float, ...], seed: int, _ckpt: state.CheckpointRef, _images
 ) -> tuple[np.ndarray, np.ndarray]:
     # keyed by the checkpoint and the images' digests: the model and the array are not hashed
-    return probe.denoise_curve(state.model(_ckpt), _images, noise=noise, levels=list(levels), seed=seed)
+    return compression.denoise_curve(state.model(_ckpt), _images, noise=noise, levels=list(levels), seed=seed)
 
 
 def _trained_noise(ref: state.CheckpointRef) -> str:
@@ -256,9 +256,9 @@ def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
     c1, c2 = st.columns([2, 3])
     with c1:
         i = index_input(ctx, pick, "dn_index")
-    noise = c2.radio("Noise", list(probe.NOISES), horizontal=True, key="dn_noise")
+    noise = c2.radio("Noise", list(compression.NOISES), horizontal=True, key="dn_noise")
     c1, c2 = st.columns([3, 1])
-    level = c1.slider(f"Noise level: {probe.NOISES[noise]}", 0.0, 1.0, 0.3, 0.05, key="dn_level")
+    level = c1.slider(f"Noise level: {compression.NOISES[noise]}", 0.0, 1.0, 0.3, 0.05, key="dn_level")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key="dn_seed"))
     others = comparable(ctx)
     compare = st.multiselect(
@@ -272,16 +272,16 @@ def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
     refs = [ctx.ckpt, *(others[n] for n in compare)]
 
     clean = ctx.dataset.images[[i]]  # (1, H, W[, 3])
-    noisy = probe.add_noise(clean, noise=noise, level=level, seed=seed)
+    noisy = compression.add_noise(clean, noise=noise, level=level, seed=seed)
     st.markdown(
         f"**#{i} ({label(ctx, i)})** with {noise} noise {level:.2f}; below, each model's reconstruction. PSNR against the clean image:"
     )
     # first row: the clean image and its noisy copy; then each checkpoint's reconstruction of the noisy copy
-    rows = [[(clean[0], "clean", np.inf), (noisy[0], "noisy", probe.psnr(clean, noisy))]]
+    rows = [[(clean[0], "clean", np.inf), (noisy[0], "noisy", compression.psnr(clean, noisy))]]
     recons = []
     for ref in refs:
         recon, _ = ops.reconstruct(state.model(ref), noisy)
-        recons.append((recon[0], short(ref), probe.psnr(clean, recon)))
+        recons.append((recon[0], short(ref), compression.psnr(clean, recon)))
     per_row = 4  # narrower tiles would wrap the names under them
     rows += [recons[k : k + per_row] for k in range(0, len(recons), per_row)]
     for row in rows:
@@ -303,7 +303,7 @@ def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
     fig = curve_figure(
         np.asarray(levels),
         curves,
-        x_title=probe.NOISES[noise],
+        x_title=compression.NOISES[noise],
         y_title="PSNR (dB)",
         dashed=("noisy input",),
         marker=level,
@@ -311,7 +311,7 @@ def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.plotly_chart(fig, key="dn_curve", config=CHART, width="stretch")
 
     # where the noise moves the image on the map, for the current model
-    z = probe.encode(state.model(ctx.ckpt), noisy)
+    z = compression.encode(state.model(ctx.ckpt), noisy)
     point = ctx.map.projection.transform(z)
     start = ctx.map.projection.embedding[[i]]
     return [

@@ -1,6 +1,6 @@
 """The Metrics page: a checkpoint's quality figures beside PCA's, and PCA's error curve with the model on it.
 
-The figures come from ``explorer.quality.report`` (the same report as ``python -m explorer metrics``),
+The figures come from ``explorer.quality.metrics`` (the same report as ``python -m explorer metrics``),
 computed once per checkpoint digest, images and options: kept on disk, where the command's
 results are found too, and in ``st.cache_data`` for this server. Session keys start ``met_``,
 except the checkpoint (``ckpt``), which this page shares with the map pages.
@@ -14,7 +14,7 @@ import streamlit as st
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.figures.map import PALETTE
-from explorer.quality.report import QualityOptions, QualityReport, quality_report
+from explorer.quality.metrics import QualityOptions, QualityReport, quality_report
 from explorer.ui import sidebar, state
 
 LIMITS = [1000, 2000, 5000, 10000, 0]  # images evaluated; 0 = the whole split

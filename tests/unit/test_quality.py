@@ -1,4 +1,4 @@
-"""Quality metrics (explorer.quality.report, explorer.quality.anomaly) against values worked out by hand or by an
+"""Quality metrics (explorer.quality.metrics, .probes, .anomaly) against values worked out by hand or by an
 independent computation (numpy's SVD), on tiny models whose weights the tests set; and the
 ``metrics`` command on a shipped checkpoint."""
 
@@ -17,17 +17,16 @@ from explorer.data import Dataset
 from explorer.errors import MetricsError
 from explorer.maps.pipeline import REPO, DiskCache
 from explorer.quality.anomaly import auroc, rank_by_error
-from explorer.quality.metrics import pca_baseline_mse
-from explorer.quality.report import (
+from explorer.quality.metrics import (
     QualityOptions,
     active_units,
     fit_pca,
-    knn_accuracy,
     model_quality,
     quality_report,
     sparsity,
     split_images,
 )
+from explorer.quality.probes import knn_accuracy, probe_accuracy
 
 SHAPE = (1, 4, 4)  # 16 pixels: small enough to reason about every weight
 
@@ -124,7 +123,10 @@ def test_pca_curve_matches_numpy_svd_and_scikit_learn(low_rank):
     for n in (1, 2, 3, 8):
         by_svd = np.mean(((x_test - mean) @ v[:n].T @ v[:n] + mean - x_test) ** 2)
         assert errors[n] == pytest.approx(by_svd, rel=1e-6), n
-    assert errors[3] == pytest.approx(pca_baseline_mse(x_train, x_test, 3), rel=1e-4)
+    from sklearn.decomposition import PCA
+
+    sk = PCA(n_components=3, svd_solver="full").fit(x_train)
+    assert errors[3] == pytest.approx(np.mean((sk.inverse_transform(sk.transform(x_test)) - x_test) ** 2), rel=1e-4)
     # the leading axes are the same lines (up to sign) as the SVD's
     np.testing.assert_allclose(np.abs(np.sum(basis.components[:3] * v[:3], axis=1)), 1.0, atol=1e-6)
 
@@ -217,6 +219,20 @@ def test_knn_accuracy_by_hand():
     assert knn_accuracy(z_train, -np.ones(6, int), z_train, y_train) is None
 
 
+def test_probe_accuracy_on_separable_and_unlearnable_codes():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 40)
+    z = np.column_stack([y + 0.1 * rng.standard_normal(120), np.zeros(120)])  # the second column is dead
+    assert probe_accuracy(z[::2], y[::2], z[1::2], y[1::2]) == 1.0
+    # the labels are a coin toss the codes know nothing of: about chance, never perfect
+    coin = rng.integers(0, 2, 120)
+    assert probe_accuracy(rng.standard_normal((120, 2)), coin, rng.standard_normal((60, 2)), coin[:60]) < 0.8
+    # unlabelled images (-1) are left out; one class to learn or nothing to score: no figure
+    assert probe_accuracy(z, y, np.array([[0.0, 0.0], [5.0, 0.0]]), np.array([0, -1])) == 1.0
+    assert probe_accuracy(z, np.zeros(120, int), z, y) is None
+    assert probe_accuracy(z, y, z, -np.ones(120, int)) is None
+
+
 # --- anomaly scores ---------------------------------------------------------------------------------------
 
 
@@ -306,6 +322,8 @@ def test_report_is_cached_and_found_without_the_model(tmp_path):
 
 def test_shipped_mnist_model_agrees_with_its_model_card(tmp_path):
     """The metadata's test figures were written at training time; PCA's is scikit-learn's, computed here."""
+    from sklearn.decomposition import PCA
+
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset, to_float
 
@@ -317,7 +335,9 @@ def test_shipped_mnist_model_agrees_with_its_model_card(tmp_path):
     assert report.figures["probe_accuracy"] == pytest.approx(card["probe_accuracy"], abs=0.02)
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
     flat = lambda ds: to_float(ds.images).reshape(len(ds), -1)  # noqa: E731
-    assert report.figures["pca_recon_mse"] == pytest.approx(pca_baseline_mse(flat(train), flat(test), 32), rel=1e-3)
+    sk = PCA(n_components=32, svd_solver="randomized", random_state=0).fit(flat(train))
+    by_sklearn = np.mean((sk.inverse_transform(sk.transform(flat(test))) - flat(test)) ** 2)
+    assert report.figures["pca_recon_mse"] == pytest.approx(by_sklearn, rel=1e-3)
 
 
 # --- the command --------------------------------------------------------------------------------------------
@@ -351,6 +371,25 @@ def test_metrics_command_prints_one_json_object(tmp_path, checkpoint, extra):
     assert json.loads(again.stdout) == report, "the second call reads the cached report"
     table = _metrics(*args, cache=tmp_path)
     assert table.returncode == 0 and "[cached]" in table.stdout and "PCA (" in table.stdout
+
+
+def test_evaluate_is_a_line_of_the_metrics_report(tmp_path, monkeypatch, capsys):
+    """The two commands give one checkpoint the same figures: ``evaluate`` reads the report ``metrics`` prints."""
+    from explorer.checkpoint import save_checkpoint
+    from explorer.cli import main
+
+    monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    cfg = models.config_class("ae")(input_shape=(1, 8, 8), backbone="mlp", hidden=(16,), latent_dim=3)
+    path = str(tmp_path / "digits-ae.safetensors")
+    save_checkpoint(models.build(cfg), path, dataset={"name": "digits"})
+    assert main(["metrics", path, "--json", "--no-cache"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", path, "--no-cache"]) == 0  # computed again, not read from a cache
+    line = capsys.readouterr().out
+    assert f"mse={report['recon_mse']:.5f} | PCA(3) mse={report['pca_recon_mse']:.5f} |" in line, (line, report)
+    assert f"probe_accuracy={report['probe_accuracy']:.4g}" in line
+    assert report["pca_components"] == 3 and report["images"] > 100
 
 
 def test_metrics_command_explains_bad_input(tmp_path):

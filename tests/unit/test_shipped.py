@@ -8,7 +8,7 @@ from explorer import load_checkpoint
 from explorer.data import load_dataset, to_float
 from explorer.errors import DatasetError
 from explorer.maps.pipeline import CHECKPOINT_DIR
-from explorer.quality.metrics import evaluate, pca_baseline_mse
+from explorer.quality.metrics import evaluate, fit_pca
 
 SHIPPED = sorted(CHECKPOINT_DIR.glob("*.safetensors"))
 # PCA fitted on the 60k train split, reconstructing the 10k test split (per-pixel MSE);
@@ -50,7 +50,7 @@ def _pca(n: int, fashion) -> float:
     x_test, train = fashion
     if train is None:
         return PCA_TABLE[n]
-    return pca_baseline_mse(train, x_test.numpy().reshape(len(x_test), -1), n)
+    return fit_pca(train, max_components=n).recon_mse(x_test.numpy().reshape(len(x_test), -1), [n])[n]
 
 
 FASHION = [p for p in SHIPPED if load_checkpoint(p).info["dataset"]["name"] == "fashion-mnist"]

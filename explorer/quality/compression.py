@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from explorer.data import to_float
 from explorer.errors import ExplorerError
+from explorer.maps.encode import encode as encode_images
 
 if TYPE_CHECKING:  # torch (2.5 s to import) loads only when a model is used, not when a page module is imported
     from explorer.models.base import Autoencoder
@@ -230,22 +232,13 @@ def mean_db(values: np.ndarray) -> float:
 
 def encode(model: Autoencoder, images: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Codes of uint8 images (N, H, W[, 3]) in the model's layout: (N, L) float32."""
-    import torch
-
-    from explorer.data import to_float
-
     x = _batch(images)
     if x.dtype != np.uint8:
         raise ProbeError(f"encode takes uint8 images, as datasets hold them; got {x.dtype}")
-    x_all = to_float(x)  # (N, C, H, W) float32 in [0, 1]
-    if x_all.shape[1:] != tuple(model.input_shape):
-        raise ProbeError(f"images are {x_all.shape[1:]} (C, H, W) but the model takes {tuple(model.input_shape)}")
-    out = [np.zeros((0, model.latent_dim), np.float32)]
-    with torch.no_grad():
-        for i in range(0, len(x_all), batch_size):
-            xb = torch.from_numpy(x_all[i : i + batch_size]).to(model.device, dtype=model.dtype)
-            out.append(model.encode(xb).float().cpu().numpy())  # (B, L)
-    return np.concatenate(out)
+    shape = to_float(x[:1]).shape[1:]  # (C, H, W)
+    if shape != tuple(model.input_shape):
+        raise ProbeError(f"images are {shape} (C, H, W) but the model takes {tuple(model.input_shape)}")
+    return encode_images(model, x, batch_size=batch_size)
 
 
 def denoise_curve(

@@ -1,51 +1,16 @@
-"""``python -m explorer evaluate``: each checkpoint's test metrics beside PCA with as many components.
+"""A checkpoint's model card: how to train it again and what it scored, from its own metadata.
 
-The PCA gets as many components as the model says makes a fair comparison
-(``Autoencoder.baseline_components``): the latent size, or for an SAE its mean L0 rounded up.
+``python -m explorer evaluate --card`` prints it; nothing here runs the model.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
-from explorer.checkpoint import load_checkpoint
-from explorer.data import load_dataset, to_float
-from explorer.quality.metrics import evaluate, pca_baseline_mse
-
-
-def evaluate_checkpoints(paths: list[str], *, dataset: str | None = None, data_root: str | None = None) -> int:
-    rows = []
-    pca_cache: dict[tuple[str, int], float] = {}
-    for path in paths:
-        model = load_checkpoint(path)
-        name = dataset or model.info.get("dataset", {}).get("name", "fashion-mnist")
-        train_ds = load_dataset(name, "train", root=data_root)
-        test_ds = load_dataset(name, "test", root=data_root)
-        x_test = torch.from_numpy(to_float(test_ds.images))
-        metrics = evaluate(model, x_test)
-        n_comp = model.baseline_components(metrics)
-        key = (name, n_comp)
-        if key not in pca_cache:
-            flat_tr = to_float(train_ds.images).reshape(len(train_ds), -1)
-            flat_te = x_test.numpy().reshape(len(test_ds), -1)
-            pca_cache[key] = pca_baseline_mse(flat_tr, flat_te, n_comp)
-        pca = pca_cache[key]
-        gain = 1.0 - metrics["mse"] / pca
-        rows.append((path, model.kind, name, len(test_ds), metrics, n_comp, pca, gain))
-    for path, kind, name, n, m, n_comp, pca, gain in rows:
-        extra = ", ".join(f"{k}={v:.4g}" for k, v in m.items() if k != "mse")
-        print(
-            f"{path}: {kind} on {name} test ({n} images): mse={m['mse']:.5f} | PCA({n_comp}) mse={pca:.5f} | "
-            f"{100 * gain:+.1f}% better than PCA | {extra}"
-        )
-    return 0 if all(np.isfinite(r[4]["mse"]) for r in rows) else 1
+from explorer import models
+from explorer.checkpoint import read_metadata
 
 
 def training_command(path: str, meta: dict) -> str:
     """The `python -m explorer train` line that reproduces a checkpoint, from its own metadata."""
-    from explorer import models
-
     cfg = dict(meta["config"])
     kind = cfg.pop("kind")
     defaults = models.config_class(kind)().to_dict()
@@ -65,8 +30,6 @@ def training_command(path: str, meta: dict) -> str:
 
 def model_card(paths: list[str]) -> str:
     """Markdown: one section per checkpoint with its command, device, time and test metrics."""
-    from explorer.checkpoint import read_metadata
-
     lines = []
     for path in paths:
         meta = read_metadata(path)
