@@ -38,9 +38,9 @@ def _base_figure(key: str, sprites: str, _md: MapData) -> dict:
 
 
 def _on_select(side: str, widget: str, n_rows: int) -> None:
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    st.session_state[LINK] = select(st.session_state.get(LINK, Linked()), side, selection and dict(selection), n_rows)
+    st.session_state[LINK] = select(
+        st.session_state.get(LINK, Linked()), side, map_view.chart_selection(widget), n_rows
+    )
 
 
 def _clear() -> None:

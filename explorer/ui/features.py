@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
+from explorer.errors import ConfigError
 from explorer.figures import features as feature_figures
 from explorer.figures import images
 from explorer.maps.selection import Picked, picked
 from explorer.ui import links, map_view, sidebar, state, timing
 from explorer.ui.lazy import LazyModule
-from explorer.ui.state import Context
+from explorer.ui.state import Context, label
 
 if TYPE_CHECKING:
     from explorer.quality.features import FeatureStats
@@ -149,11 +150,9 @@ def _not_sparse(ctx: Context, model) -> None:
 def _sparse_checkpoints() -> list[str]:
     """Shipped checkpoints and this session's uploads whose kind has sparse codes (asked of the class, not by name)."""
     from explorer import models
-    from explorer.errors import ConfigError
 
     out = []
-    for name in state.checkpoint_names():
-        ref = state.checkpoint(name)
+    for name, ref in state.checkpoints().items():
         try:
             if models.model_class(ref.kind).sparse_codes:
                 out.append(name)
@@ -243,9 +242,7 @@ def _atom_grid(stats: FeatureStats, atoms: Atoms, shown: np.ndarray) -> None:
 
 def _chart_pick(widget: str, n_features: int) -> None:
     """on_select of a feature map: open the feature clicked."""
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    ids = picked(dict(selection) if selection else None, n_rows=n_features).ids
+    ids = picked(map_view.chart_selection(widget), n_rows=n_features).ids
     if ids:
         _open(ids[0])
 
@@ -274,11 +271,6 @@ def _atlas_map(ctx: Context, stats: FeatureStats, atoms: Atoms, current: int | N
 
 
 # ----------------------------------------------------------------------------------- one feature
-
-
-def _label(ctx: Context, i: int) -> str:
-    lab, names = int(ctx.map.labels[i]), ctx.map.class_names
-    return names[lab] if 0 <= lab < len(names) else "?"
 
 
 def _pct(share: float) -> str:
@@ -397,9 +389,7 @@ def _bands(ctx: Context, codes: np.ndarray, f: int) -> None:
 
 def _footprint_pick(widget: str, n_rows: int) -> None:
     """on_select of the footprint: the images selected become the session's pick (every page sees it)."""
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    ids = picked(dict(selection) if selection else None, n_rows=n_rows).ids
+    ids = picked(map_view.chart_selection(widget), n_rows=n_rows).ids
     map_view.set_pick(Picked(ids) if ids else Picked())
 
 
@@ -423,7 +413,7 @@ def _steering(ctx: Context, model, stats: FeatureStats, f: int) -> None:
         have = float(ctx.map.encoded.latents[i, f])
         src = "the first image of your selection" if pick.ids and i == default else f"image #{i}"
         st.caption(
-            f"Steering {src} ({_label(ctx, i)}), whose feature {f} activation is {have:.2f}. "
+            f"Steering {src} ({label(ctx, i)}), whose feature {f} activation is {have:.2f}. "
             "α = 0 is its reconstruction. Select images on any map to steer one of them."
         )
     alphas = np.linspace(lo, hi, steps)

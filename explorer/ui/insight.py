@@ -17,7 +17,8 @@ from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked
 from explorer.quality import probe
 from explorer.ui import state, views
-from explorer.ui.state import Context
+from explorer.ui.state import Context, label
+from explorer.ui.views import scale
 
 ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
 SOURCES = ("from the data", "upload")
@@ -29,25 +30,15 @@ CHART = {"displaylogo": False, "displayModeBar": False}
 # ----------------------------------------------------------------------------------------- shared
 
 
-def label(ctx: Context, i: int) -> str:
-    lab, names = int(ctx.map.labels[i]), ctx.map.class_names
-    return names[lab] if 0 <= lab < len(names) else "?"
-
-
-def scale(ctx: Context, target: int = 56) -> int:
-    return images.scale_for(ctx.ckpt.input_shape[1], target)
-
-
 def comparable(ctx: Context) -> dict[str, state.CheckpointRef]:
     """Every other checkpoint (shipped, then this session's uploads) that takes the current model's input shape."""
-    refs = {n: state.checkpoint(n) for n in state.checkpoint_names() if n != ctx.ckpt.name}
-    return {n: r for n, r in refs.items() if r.input_shape == ctx.ckpt.input_shape}
+    refs = state.checkpoints().items()
+    return {n: r for n, r in refs if n != ctx.ckpt.name and r.input_shape == ctx.ckpt.input_shape}
 
 
 def short(ref: state.CheckpointRef) -> str:
     """'dae-conv32' for 'fashion-mnist-dae-conv32': the dataset prefix repeats on every shipped name."""
-    trained_on = ref.meta.get("dataset", {}).get("name", "")
-    return ref.name.removeprefix(f"{trained_on}-") if trained_on else ref.name
+    return ref.name.removeprefix(f"{ref.trained_on}-") if ref.trained_on else ref.name
 
 
 def index_input(ctx: Context, pick: Picked, key: str) -> int:

@@ -78,10 +78,8 @@ def _upload_panel(sb) -> None:
             token = state.sha256(data_file.getvalue())
             if st.session_state.get("up_data_done") != token:
                 st.session_state["up_data_done"] = token
-                ckpt_name = st.session_state.get("ckpt")
-                shape = (1, 28, 28)
-                if ckpt_name in state.checkpoint_names():  # the images are fitted to the model in use
-                    shape = state.checkpoint(ckpt_name).input_shape
+                ref = state.find_checkpoint(st.session_state.get("ckpt"))
+                shape = ref.input_shape if ref is not None else (1, 28, 28)  # fitted to the model in use
                 try:
                     label = state.add_dataset(data_file.name, data_file.getvalue(), shape)
                     st.session_state["ds"] = label
@@ -108,7 +106,7 @@ def checkpoint_picker(sb) -> tuple[state.CheckpointRef, tuple] | None:
         sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
         return None
     fields = _fields()
-    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()}, state.kept_upload)
+    links.restore_sidebar(fields, state.checkpoint_by_digest)
     fields = _fields()  # a link may have brought back a kept upload
     name = sb.selectbox(
         "Checkpoint",
