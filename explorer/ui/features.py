@@ -24,13 +24,11 @@ from explorer.figures import features as feature_figures
 from explorer.figures import images
 from explorer.maps.selection import Picked, picked
 from explorer.ui import links, map_view, sidebar, state, timing
-from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context, label
 
 if TYPE_CHECKING:
     from explorer.quality.features import FeatureStats
 
-feat = LazyModule("explorer.quality.features")  # imports torch: the other pages' first map does not wait for it
 
 PARAM = "feature"  # the URL query parameter naming the feature shown
 PER_PAGE = 64  # atoms per page of the atlas
@@ -55,12 +53,16 @@ class Atoms:
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Reading each feature's decoder direction…")
 def _atoms(digest: str, _model) -> Atoms:
+    from explorer.quality import features as feat
+
     directions = feat.decoder_directions(_model)  # (F, D)
     return Atoms(directions, feat.unit_rows(directions), feat.atom_images(directions, tuple(_model.input_shape)))
 
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Counting feature activations…")
 def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
+    from explorer.quality import features as feat
+
     return feat.feature_stats(_codes, dense_share=dense_share)
 
 
@@ -68,6 +70,8 @@ def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
 def _feature_map(key: str, _directions: np.ndarray, _live: np.ndarray) -> np.ndarray:
     """UMAP of the live features' decoder directions, (F, 2) with NaN for dead ones; ``key`` names the
     checkpoint and the images. Kept in the disk cache too, so a restarted server skips the fit."""
+    from explorer.quality import features as feat
+
     cache = state.disk_cache()
     if (raw := cache.get(key)) is not None and (emb := feat.map_from_bytes(raw, len(_directions))) is not None:
         return emb
@@ -98,6 +102,8 @@ def features_view() -> None:
             links.stage("page", {PARAM: raw[:20]})
         _not_sparse(ctx, model)
         return
+    from explorer.quality import features as feat
+
     dense_pct = st.sidebar.slider(
         "Dense above (% of images)", 1, 50, int(100 * feat.DENSE_SHARE), key="feat_dense",
         help="A feature active on more than this share of the mapped images is flagged dense",
@@ -115,6 +121,8 @@ def features_view() -> None:
 
 def _feature_from_url(n_features: int) -> int | None:
     """The feature named in the address, or None for the atlas; a bad value is dropped with a warning."""
+    from explorer.quality import features as feat
+
     raw = st.query_params.get(PARAM)
     if raw is None:
         return None
@@ -174,6 +182,8 @@ def _flag(stats: FeatureStats, f: int) -> str:
 
 def _tile(atoms: Atoms, stats: FeatureStats, f: int, target: int = 84) -> np.ndarray:
     """Feature f's atom, upscaled to about ``target`` pixels, faded in a grey frame if dead, in an amber one if dense."""
+    from explorer.quality import features as feat
+
     pic = atoms.pictures[f]
     tile = images.grid(pic[None], cols=1, scale=images.scale_for(pic.shape[0], target))
     width = max(2, tile.shape[0] // 28)
@@ -193,6 +203,8 @@ def _summary(ctx: Context, stats: FeatureStats) -> None:
 
 
 def _atlas(ctx: Context, stats: FeatureStats, atoms: Atoms) -> None:
+    from explorer.quality import features as feat
+
     st.subheader("Feature atlas")
     st.caption(
         f"Every feature of **{ctx.ckpt.name}**, measured on {stats.n_images:,} images of {ctx.dataset.name}. "
@@ -248,6 +260,8 @@ def _chart_pick(widget: str, n_features: int) -> None:
 
 
 def _atlas_map(ctx: Context, stats: FeatureStats, atoms: Atoms, current: int | None = None) -> None:
+    from explorer.quality import features as feat
+
     st.markdown("**Map of the features**")
     emb = _feature_map(feat.feature_map_key(ctx.ckpt.digest, ctx.data_key), atoms.directions, ~stats.dead)
     fig = feature_figures.feature_map_figure(
@@ -289,6 +303,8 @@ def _thumbs(ctx: Context, ids: np.ndarray, values: np.ndarray, size: int = 56) -
 
 
 def _feature_page(ctx: Context, model, stats: FeatureStats, atoms: Atoms, f: int) -> None:
+    from explorer.quality import features as feat
+
     codes = ctx.map.encoded.latents  # (N, F)
     _header(stats, f)
     c1, c2, c3 = st.columns([2, 4, 3], gap="medium")
@@ -351,6 +367,8 @@ def _header(stats: FeatureStats, f: int) -> None:
 
 
 def _facts(stats: FeatureStats, f: int) -> None:
+    from explorer.quality import features as feat
+
     if stats.dead[f]:
         st.markdown(f"Never active on these {stats.n_images:,} images.")
         return
@@ -364,6 +382,8 @@ def _facts(stats: FeatureStats, f: int) -> None:
 
 
 def _similar(stats: FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
+    from explorer.quality import features as feat
+
     ids, cos = feat.most_similar(atoms.unit, f, k=k)
     st.markdown("**Most similar features** (cosine of decoder directions)")
     cols = st.columns(k, gap="small")
@@ -376,6 +396,8 @@ def _similar(stats: FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
 
 
 def _bands(ctx: Context, codes: np.ndarray, f: int) -> None:
+    from explorer.quality import features as feat
+
     bands = feat.quantile_bands(codes, f, n_bands=5, per_band=10)
     st.markdown("**Across its range**: images from each fifth of its non-zero activations, strongest band first")
     if not bands:
@@ -396,6 +418,8 @@ def _footprint_pick(widget: str, n_rows: int) -> None:
 @st.fragment
 def _steering(ctx: Context, model, stats: FeatureStats, f: int) -> None:
     """Add alpha x this feature to one image's code and decode; reruns alone when its widgets change."""
+    from explorer.quality import features as feat
+
     st.markdown(f"**Steering**: add α × feature {f} to an image's code, then decode")
     pick = map_view.current_pick(ctx)
     n = len(ctx.map.labels)

@@ -22,8 +22,6 @@ from explorer.ui.insight import CHART
 from explorer.ui.state import Context, label
 from explorer.ui.views import scale
 
-ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
-
 # ----------------------------------------------------------------------------------------- anomalies
 
 WORST = [8, 16, 24, 32, 48, 64]
@@ -45,6 +43,8 @@ def _encoded(
 
 def _worst(ctx: Context) -> list[dict]:
     """The mapped images this model reconstructs worst, beside their reconstructions and as crosses on the map."""
+    from explorer.maps import ops
+
     err = ctx.map.encoded.recon_error
     n = st.select_slider("Show the worst", WORST, value=16, key="an_n")
     ranked = rank_by_error(err, n)  # (n,) row ids, worst first

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
+from explorer.data.uploads import load_user_image
 from explorer.errors import ExplorerError
 from explorer.figures import images
 from explorer.figures.charts import bar_figure, curve_figure
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked
 from explorer.quality import probe
-from explorer.ui import state, views
+from explorer.ui import features, state, views
 from explorer.ui.state import Context, label
 from explorer.ui.views import scale
 
-ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
 SOURCES = ("from the data", "upload")
 TOP_FEATURES = 32  # bars drawn for a sparse code; every active feature is still listed
 NEIGHBOURS = 8
@@ -68,8 +69,6 @@ def _uploaded(ctx: Context) -> tuple[np.ndarray, str] | None:
     """The dropped file in the model's input shape, (1, H, W[, 3]) uint8 and a caption; None before a drop.
 
     Decoded once per file and input shape (kept in the session), so edits rerun without re-reading it."""
-    from explorer.data.uploads import load_user_image
-
     file = st.file_uploader(
         "A PNG or JPEG image", type=["png", "jpg", "jpeg"], key="img_file", help="Read with size limits, never stored"
     )
@@ -137,10 +136,6 @@ def _features(ctx: Context, code: np.ndarray) -> None:
 def _feature_links(code: np.ndarray, active: np.ndarray, per_row: int = 4) -> None:
     """Links to /features?feature=<i> that stay in this session (a plain link opens a new tab, a new session,
     and the default checkpoint); a plain link only when the app has no Features page."""
-    from streamlit.errors import StreamlitAPIException
-
-    from explorer.ui import features
-
     page = st.Page(features.features_view, title="Features", url_path="features")
     try:
         cols = st.columns(per_row)
@@ -169,6 +164,8 @@ def _image_panel(ctx: Context, pick: Picked) -> list[dict]:
         base, title = got
     edits = _edit_controls(h, w)
     edited = edits.apply(base)  # (1, H, W[, 3]) uint8
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, edited)
     z = probe.encode(model, edited)  # (1, L)
@@ -243,6 +240,8 @@ def _trained_noise(ref: state.CheckpointRef) -> str:
 
 
 def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Denoising")
     c1, c2 = st.columns([2, 3])
     with c1:

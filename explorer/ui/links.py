@@ -20,9 +20,12 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.maps.selection import Picked
 from explorer.ui import urlstate
+from explorer.ui.map_bridge import View
+from explorer.ui.map_view import VIEW, first_view
 from explorer.ui.urlstate import Field, choice, integer, number, point
 
 READ = "url:read"  # set once the session's first run has read the link
@@ -74,16 +77,12 @@ def _params() -> dict[str, str]:
 
 def _page_id() -> str:
     """Which page this run draws (Streamlit's own id of the page script)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     run = get_script_run_ctx()
     return getattr(run, "page_script_hash", "") if run is not None else ""
 
 
 def _history_navigation() -> bool:
     """True in the run Streamlit starts when the browser goes Back or Forward."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     run = get_script_run_ctx()
     return bool(getattr(run, "is_history_navigation", False))
 
@@ -203,8 +202,6 @@ PENDING_VIEW = "url:view"  # the view a link opens on, read once the map exists
 def pending_view(class_names: list[str], dims: int):
     """The link's zoom (``view=x0,x1,y0,y1``), camera (``cam=`` nine numbers) and hidden classes (``hide=`` class
     indices) as a ``map_bridge.View``, checked; None when the link names none. Bad values are named above the map."""
-    from explorer.ui.map_bridge import View
-
     raw = st.session_state.pop(PENDING_VIEW, None)
     if not raw:
         return None
@@ -271,8 +268,6 @@ def stage(part: str, params: dict[str, str]) -> None:
 def flush(*, fragment_only: bool = False) -> None:
     """Make the URL hold every staged part, in one message (so at most one history entry). ``fragment_only``:
     only in a run of a fragment alone (a whole run flushes once, at its end)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     if fragment_only:
         run = get_script_run_ctx()
         if run is None or not getattr(run, "fragment_ids_this_run", None):
@@ -317,8 +312,6 @@ def map_params(pick: Picked, ctx=None) -> dict[str, str]:
         if isinstance(value, int) and not isinstance(value, bool) and (param != "focus" or value in pick.ids):
             out[param] = str(value)
     if ctx is not None:
-        from explorer.ui.map_view import VIEW, first_view
-
         view = st.session_state.get(VIEW) or first_view(ctx)
         out.update(view_params(view, ctx.map.class_names))
     return out

@@ -7,7 +7,12 @@ of the mapped images) and bounded in count and age.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import os
 import re
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +36,7 @@ from explorer.maps.pipeline import (
     sha256,
     subset_for,
 )
-from explorer.maps.projection import ProjectionParams
+from explorer.maps.projection import ProjectionParams, warm_reference_umap_apart
 from explorer.untrusted import check_size, max_upload_bytes
 
 DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
@@ -349,8 +354,6 @@ def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> M
 def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress) -> MapData:
     """Encode and fit. ``progress(fraction, message)`` is called every second or so, which is also where
     Streamlit stops this run when the person changes something (Cancel included)."""
-    import os
-
     import torch
 
     m = model(ckpt)
@@ -383,9 +386,6 @@ def _wait_until_quiet(window_s: float = QUIET_WINDOW_S, share: float = QUIET_SHA
     """Return once this process has used less than ``share`` of one core over the last ``window_s`` seconds:
     nobody is waiting on the server. The warm-up's child then neither slows anyone down nor adds its memory to a
     busy server's."""
-    import time
-    from collections import deque
-
     seen: deque[tuple[float, float]] = deque()
     while True:
         now, cpu = time.monotonic(), time.process_time()  # CPU seconds of every thread of this process
@@ -408,11 +408,6 @@ def warm_reference_umap() -> dict:
     ``projection.warm_reference_umap_apart``), started by a background thread once the server is first quiet, so
     choosing the reference engine later takes seconds, not a minute, and the server holds none of it until then.
     Returns a status dict the sidebar reads ("ready": bool)."""
-    import logging
-    import os
-    import threading
-    import time
-
     status: dict = {"ready": False, "seconds": None, "error": None}
     if os.environ.get(WARM_ENV, "1") == "0":
         status["error"] = f"not warmed ({WARM_ENV}=0)"
@@ -422,8 +417,6 @@ def warm_reference_umap() -> dict:
         time.sleep(WARM_DELAY_S)
         _wait_until_quiet()
         try:
-            from explorer.maps.projection import warm_reference_umap_apart
-
             status["seconds"] = warm_reference_umap_apart()
             status["ready"] = True
             logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])

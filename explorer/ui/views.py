@@ -10,10 +10,8 @@ from explorer.figures import charts, images
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked, find, parse_point
 from explorer.ui import bridge, links, map_view, sidebar, state, timing
-from explorer.ui.lazy import LazyModule
 from explorer.ui.state import Context, label
 
-ops = LazyModule("explorer.maps.ops")  # imports torch: the first map does not wait for it
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
@@ -100,6 +98,8 @@ def scale(ctx: Context, target: int = 56) -> int:
 
 def _decode_spot(ctx: Context, point: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
     """Map coordinate -> (latent (L,), decoded image, distance to data in typical spacings)."""
+    from explorer.maps import ops
+
     z, far = ctx.map.projection.inverse(np.asarray([point], dtype=np.float32))
     return z[0], ops.decode(state.model(ctx.ckpt), z)[0], float(far[0])
 
@@ -156,6 +156,8 @@ def _order(ctx: Context, ids: np.ndarray, how: str) -> np.ndarray:
 def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
     """One image: itself, its reconstruction, and its nearest images in latent space; the panel scrolls to it.
     ``closable``: a close-up of one image of a larger selection, with a button back to the grid."""
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, ctx.dataset.images[[i]])
     idx, _ = ops.nearest(ctx.map.encoded.latents, ctx.map.encoded.latents[[i]], k=min(9, len(ctx.map.labels)))
@@ -187,6 +189,8 @@ def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
 
 
 def _selection_grid(ctx: Context, pick: Picked) -> None:
+    from explorer.maps import ops
+
     ids = np.asarray(pick.ids, dtype=np.int64)
     focus = st.session_state.get("sel_focus")
     focus = focus if focus in set(pick.ids) else None
@@ -242,6 +246,8 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
             st.error(msg)
     spot = pick.spot
     if spot is not None and two_d:
+        from explorer.maps import ops  # not before: the first map is drawn before any model is loaded
+
         z, img, far = _decode_spot(ctx, spot)
         st.markdown(f"**Decoded at ({spot[0]:.2f}, {spot[1]:.2f})**")
         idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=min(5, len(ctx.map.labels)))
@@ -276,6 +282,8 @@ def _endpoint(ctx: Context, which: str, default: int) -> tuple[np.ndarray, str]:
 
 
 def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Interpolate")
     lat = ctx.map.encoded.latents
     sources = ["selection", "indices"] + (["selection → spot"] if ctx.params.n_components == 2 else [])
@@ -332,6 +340,8 @@ def interpolate_view() -> None:
 
 
 def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Sample")
     model = state.model(ctx.ckpt)
     c1, c2, c3 = st.columns(3)
@@ -370,6 +380,8 @@ def _traverse_all(ctx: Context, i: int) -> list[dict]:
     """Every latent dimension of image i at once: one row per dimension, the informative ones first (a VAE's by
     KL, with a bar chart of KL per dimension; other models by their spread over the data; an SAE's by this
     image's active features, strongest first)."""
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     lat = ctx.map.encoded.latents
     z = lat[i]
@@ -410,6 +422,8 @@ def _traverse_all(ctx: Context, i: int) -> list[dict]:
 
 
 def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Traverse")
     lat = ctx.map.encoded.latents
     n = len(lat)
