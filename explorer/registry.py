@@ -1,7 +1,8 @@
 """The table of model kinds: name -> (model class, config class). It imports nothing from the explorer
 but its errors; ``explorer.models`` fills the one instance, listing every kind once.
 
-A model class is anything with a ``kind`` string and a ``config_class`` whose ``kind`` is the same.
+A model class is anything with a ``kind`` string and a ``config_class`` whose ``kind`` is the same; a ``title``
+string, if it has one, is what people are shown for the kind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ class KindRegistry:
         self._classes[kind] = cls
         return cls
 
+    def unregister(self, kind: str) -> None:
+        """Take a kind out of the table (a kind registered for a while, as a test does); unknown kinds raise."""
+        self.model_class(kind)
+        del self._classes[kind]
+
     def kinds(self) -> list[str]:
         """Every registered kind, sorted."""
         return sorted(self._classes)
@@ -43,6 +49,10 @@ class KindRegistry:
         except KeyError:
             known = ", ".join(self.kinds())
             raise ConfigError(f"unknown model kind {kind!r}; known kinds: {known}") from None
+
+    def title(self, kind: str) -> str:
+        """The kind in words ("variational autoencoder"), or its name when the class gives none."""
+        return str(getattr(self.model_class(kind), "title", "") or kind)
 
     def config_class(self, kind: str) -> Any:
         return self.model_class(kind).config_class

@@ -1,7 +1,7 @@
 """Model zoo: one file per kind, listed once below. A new kind is a new file and one line here.
 
 The rest of the explorer asks this package, never a kind's name, what a model can do:
-``kinds()``, ``build(config)``, ``config_class(kind)``, ``config_from_dict(dict)``; and the hooks
+``kinds()``, ``title(kind)``, ``build(config)``, ``config_class(kind)``, ``config_from_dict(dict)``; and the hooks
 on ``Autoencoder`` (per-image statistics, prior or not, sparse codes or not, ...).
 """
 
@@ -20,6 +20,7 @@ for _cls in (AE, DAE, SAE, VAE, OnnxAE):
 kinds = KINDS.kinds
 trainable_kinds = KINDS.trainable_kinds
 model_class = KINDS.model_class
+title = KINDS.title
 config_class = KINDS.config_class
 config_from_dict = KINDS.config_from_dict
 build = KINDS.build
@@ -33,5 +34,6 @@ __all__ = [
     "config_from_dict",
     "kinds",
     "model_class",
+    "title",
     "trainable_kinds",
 ]

@@ -19,6 +19,7 @@ class AEConfig(ModelConfig):
 
 class AE(Autoencoder):
     kind = "ae"
+    title = "autoencoder"
     config_class = AEConfig
     config: AEConfig
 

@@ -15,6 +15,9 @@ Hooks (defaults here; a kind overrides what differs):
 - ``has_prior`` / ``sample_prior``: whether samples come from a prior or from fitted data.
 - ``sparse_codes`` / ``sample_sparsity``: codes that are non-negative and mostly zero, and how
   many non-zeros a sampled code may keep.
+- ``title``: the kind in words, as the UI names it ("variational autoencoder").
+- ``is_variational(config)``: whether a model of this config has a posterior (a mean and a spread per code)
+  to report, answered from the config alone, before any weights are loaded.
 - ``code_name``: what one coordinate of a code is called in the UI ("latent dimension", "feature").
 - ``baseline_components``: how many PCA components make a fair comparison.
 - ``init_from_data``: called by the trainer once before training, with the training images.
@@ -40,6 +43,7 @@ class Autoencoder(nn.Module):
     """Base class. Subclasses set ``kind`` and ``config_class``; ``explorer.models`` lists them."""
 
     kind: ClassVar[str] = ""
+    title: ClassVar[str] = ""
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     # Plain class attributes, not ClassVars: a model whose graph decides (an imported ONNX pair) sets
     # them per instance. The encoder's last layer emits encoder_heads x latent_dim numbers (a VAE: mean
@@ -124,6 +128,11 @@ class Autoencoder(nn.Module):
         return self.loss(x, since_fired)
 
     # --- hooks ----------------------------------------------------------------------------
+    @classmethod
+    def is_variational(cls, config: dict[str, Any]) -> bool:
+        """From a checkpoint's config dict (its metadata; no weights loaded): does the model have a posterior?"""
+        return bool(cls.has_prior)
+
     def image_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Codes (B, L) and per-image statistics, each (B,), named as in ``stat_titles``."""
         return self.encode(x), {}

@@ -30,6 +30,7 @@ class DAEConfig(AEConfig):
 
 class DAE(AE):
     kind = "dae"
+    title = "denoising autoencoder"
     config_class = DAEConfig
     config: DAEConfig
 

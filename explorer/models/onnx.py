@@ -87,6 +87,7 @@ class OnnxConfig(ModelConfig):
 
 class OnnxAE(Autoencoder):
     kind = "onnx"
+    title = "ONNX encoder and decoder"
     config_class = OnnxConfig
     config: OnnxConfig
     trainable = False
@@ -105,6 +106,10 @@ class OnnxAE(Autoencoder):
             self.summary_stats = VAE.summary_stats  # per instance: only a variational graph has a KL
         self._sessions: dict[str, Any] = {}  # side -> onnxruntime.InferenceSession, made on first use
         self.register_load_state_dict_post_hook(_check_loaded)
+
+    @classmethod
+    def is_variational(cls, config: dict[str, Any]) -> bool:
+        return bool(config.get("variational"))  # the graph pair's own flag, as for has_prior above
 
     @classmethod
     def from_graphs(cls, config: OnnxConfig, *, encoder: bytes, decoder: bytes) -> OnnxAE:

@@ -69,6 +69,7 @@ class SAEConfig(ModelConfig):
 
 class SAE(Autoencoder):
     kind = "sae"
+    title = "sparse autoencoder"
     config_class = SAEConfig
     config: SAEConfig
     sparse_codes = True

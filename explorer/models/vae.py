@@ -26,6 +26,7 @@ class VAEConfig(ModelConfig):
 
 class VAE(Autoencoder):
     kind = "vae"
+    title = "variational autoencoder"
     config_class = VAEConfig
     config: VAEConfig
     encoder_heads = 2

@@ -21,13 +21,11 @@ from explorer.maps.linked import Linked, cleared, highlight, select
 from explorer.maps.pipeline import MapData, map_key
 from explorer.maps.projection import ProjectionParams
 from explorer.ui import map_bridge, map_view, metrics_page, sidebar, state
-from explorer.ui.lazy import LazyModule
 
 SIZES = [1000, 2000, 5000, 10000]
 PROJECTIONS = {"UMAP 2-D": ProjectionParams("umap", 2), "PCA 2-D": ProjectionParams("pca", 2)}
 LINK = "cmp_link"  # the shared selection (explorer.maps.linked.Linked)
 LINK_FOR = "cmp_link_for"  # the pair of maps it belongs to
-ops = LazyModule("explorer.maps.ops")  # imports torch: on first use
 SHOWN = 12  # selected images shown below the maps, with both models' reconstructions
 
 
@@ -38,9 +36,9 @@ def _base_figure(key: str, sprites: str, _md: MapData) -> dict:
 
 
 def _on_select(side: str, widget: str, n_rows: int) -> None:
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    st.session_state[LINK] = select(st.session_state.get(LINK, Linked()), side, selection and dict(selection), n_rows)
+    st.session_state[LINK] = select(
+        st.session_state.get(LINK, Linked()), side, map_view.chart_selection(widget), n_rows
+    )
 
 
 def _clear() -> None:
@@ -82,6 +80,8 @@ def _map(ckpt: state.CheckpointRef, dataset: str, split: str, n: int, params: Pr
 def _selection_panel(link: Linked, sides: dict[str, tuple], ckpts: dict[str, state.CheckpointRef]) -> None:
     """The selected images, once (they are the same images on both maps), and each model's reconstructions of
     them with their errors, one row per model."""
+    from explorer.maps import ops
+
     ids = np.asarray(link.ids, dtype=np.int64)
     (ds, md_a, *_), (ds_b, md_b, *_) = sides["a"], sides["b"]
     c1, c2 = st.columns([5, 1], vertical_alignment="center")

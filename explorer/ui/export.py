@@ -56,12 +56,14 @@ def _html(ctx: Context) -> bytes:
     return exports.map_html(figure, title=_title(ctx), provenance=provenance(ctx), sprites=sprites)
 
 
-def _table(ctx: Context, model_needed: bool) -> exports.MapTable:
-    """The map's numbers; for a VAE with its posterior σ per dimension (encoded again, on click)."""
-    sigma = None
-    if model_needed:
-        from explorer.maps import ops
+def _table(ctx: Context) -> exports.MapTable:
+    """The map's numbers; for a variational model with its posterior σ per dimension (encoded again, on click;
+    the model's class says from the checkpoint's config whether it has a posterior, so other models stay unloaded)."""
+    from explorer import models
+    from explorer.maps import ops
 
+    sigma = None
+    if models.model_class(ctx.ckpt.kind).is_variational(ctx.ckpt.meta["config"]):
         sigma = ops.posterior_sigma(state.model(ctx.ckpt), ctx.dataset.images)
     return exports.MapTable.from_map(ctx.map, sigma=sigma, provenance=provenance(ctx))
 
@@ -83,7 +85,6 @@ def _selection_png(ctx: Context, ids: np.ndarray) -> bytes:
 def _panel(ctx: Context, pick: Picked) -> list[dict]:
     st.subheader("Export")
     table = exports.MapTable.from_map(ctx.map, provenance=provenance(ctx))
-    variational = ctx.ckpt.meta["config"].get("kind") == "vae" or bool(ctx.ckpt.meta["config"].get("variational"))
     stem = exports.file_stem(ctx.ckpt.name, ctx.dataset.name.replace(":", "-"), len(table))
     st.caption(
         f"{len(table):,} mapped images of {ctx.dataset.name}, {ctx.ckpt.latent_dim} latent dimensions, "
@@ -93,9 +94,9 @@ def _panel(ctx: Context, pick: Picked) -> list[dict]:
     st.markdown("**The map and its numbers**")
     files = (  # label, bytes made on click, file name, type, key, help
         ("Map (HTML)", lambda: _html(ctx), f"{stem}-map.html", "text/html", "exp_html", HTML_HELP),
-        ("Table (CSV)", lambda: exports.csv_bytes(_table(ctx, variational)), f"{stem}.csv", "text/csv", "exp_csv",
+        ("Table (CSV)", lambda: exports.csv_bytes(_table(ctx)), f"{stem}.csv", "text/csv", "exp_csv",
          TABLE_HELP),
-        ("Table (Parquet)", lambda: exports.parquet_bytes(_table(ctx, variational)), f"{stem}.parquet",
+        ("Table (Parquet)", lambda: exports.parquet_bytes(_table(ctx)), f"{stem}.parquet",
          "application/vnd.apache.parquet", "exp_parquet", TABLE_HELP),
     )  # fmt: skip
     for column, (label, make, fname, mime, key, helptext) in zip(st.columns(len(files)), files):

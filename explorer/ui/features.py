@@ -19,17 +19,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import streamlit as st
 
+from explorer.errors import ConfigError
 from explorer.figures import features as feature_figures
 from explorer.figures import images
 from explorer.maps.selection import Picked, picked
 from explorer.ui import links, map_view, sidebar, state, timing
-from explorer.ui.lazy import LazyModule
-from explorer.ui.state import Context
+from explorer.ui.state import Context, label
 
 if TYPE_CHECKING:
     from explorer.quality.features import FeatureStats
 
-feat = LazyModule("explorer.quality.features")  # imports torch: the other pages' first map does not wait for it
 
 PARAM = "feature"  # the URL query parameter naming the feature shown
 PER_PAGE = 64  # atoms per page of the atlas
@@ -54,12 +53,16 @@ class Atoms:
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Reading each feature's decoder direction…")
 def _atoms(digest: str, _model) -> Atoms:
+    from explorer.quality import features as feat
+
     directions = feat.decoder_directions(_model)  # (F, D)
     return Atoms(directions, feat.unit_rows(directions), feat.atom_images(directions, tuple(_model.input_shape)))
 
 
 @st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Counting feature activations…")
 def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
+    from explorer.quality import features as feat
+
     return feat.feature_stats(_codes, dense_share=dense_share)
 
 
@@ -67,6 +70,8 @@ def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
 def _feature_map(key: str, _directions: np.ndarray, _live: np.ndarray) -> np.ndarray:
     """UMAP of the live features' decoder directions, (F, 2) with NaN for dead ones; ``key`` names the
     checkpoint and the images. Kept in the disk cache too, so a restarted server skips the fit."""
+    from explorer.quality import features as feat
+
     cache = state.disk_cache()
     if (raw := cache.get(key)) is not None and (emb := feat.map_from_bytes(raw, len(_directions))) is not None:
         return emb
@@ -97,6 +102,8 @@ def features_view() -> None:
             links.stage("page", {PARAM: raw[:20]})
         _not_sparse(ctx, model)
         return
+    from explorer.quality import features as feat
+
     dense_pct = st.sidebar.slider(
         "Dense above (% of images)", 1, 50, int(100 * feat.DENSE_SHARE), key="feat_dense",
         help="A feature active on more than this share of the mapped images is flagged dense",
@@ -114,6 +121,8 @@ def features_view() -> None:
 
 def _feature_from_url(n_features: int) -> int | None:
     """The feature named in the address, or None for the atlas; a bad value is dropped with a warning."""
+    from explorer.quality import features as feat
+
     raw = st.query_params.get(PARAM)
     if raw is None:
         return None
@@ -149,11 +158,9 @@ def _not_sparse(ctx: Context, model) -> None:
 def _sparse_checkpoints() -> list[str]:
     """Shipped checkpoints and this session's uploads whose kind has sparse codes (asked of the class, not by name)."""
     from explorer import models
-    from explorer.errors import ConfigError
 
     out = []
-    for name in state.checkpoint_names():
-        ref = state.checkpoint(name)
+    for name, ref in state.checkpoints().items():
         try:
             if models.model_class(ref.kind).sparse_codes:
                 out.append(name)
@@ -175,6 +182,8 @@ def _flag(stats: FeatureStats, f: int) -> str:
 
 def _tile(atoms: Atoms, stats: FeatureStats, f: int, target: int = 84) -> np.ndarray:
     """Feature f's atom, upscaled to about ``target`` pixels, faded in a grey frame if dead, in an amber one if dense."""
+    from explorer.quality import features as feat
+
     pic = atoms.pictures[f]
     tile = images.grid(pic[None], cols=1, scale=images.scale_for(pic.shape[0], target))
     width = max(2, tile.shape[0] // 28)
@@ -194,6 +203,8 @@ def _summary(ctx: Context, stats: FeatureStats) -> None:
 
 
 def _atlas(ctx: Context, stats: FeatureStats, atoms: Atoms) -> None:
+    from explorer.quality import features as feat
+
     st.subheader("Feature atlas")
     st.caption(
         f"Every feature of **{ctx.ckpt.name}**, measured on {stats.n_images:,} images of {ctx.dataset.name}. "
@@ -243,14 +254,14 @@ def _atom_grid(stats: FeatureStats, atoms: Atoms, shown: np.ndarray) -> None:
 
 def _chart_pick(widget: str, n_features: int) -> None:
     """on_select of a feature map: open the feature clicked."""
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    ids = picked(dict(selection) if selection else None, n_rows=n_features).ids
+    ids = picked(map_view.chart_selection(widget), n_rows=n_features).ids
     if ids:
         _open(ids[0])
 
 
 def _atlas_map(ctx: Context, stats: FeatureStats, atoms: Atoms, current: int | None = None) -> None:
+    from explorer.quality import features as feat
+
     st.markdown("**Map of the features**")
     emb = _feature_map(feat.feature_map_key(ctx.ckpt.digest, ctx.data_key), atoms.directions, ~stats.dead)
     fig = feature_figures.feature_map_figure(
@@ -276,11 +287,6 @@ def _atlas_map(ctx: Context, stats: FeatureStats, atoms: Atoms, current: int | N
 # ----------------------------------------------------------------------------------- one feature
 
 
-def _label(ctx: Context, i: int) -> str:
-    lab, names = int(ctx.map.labels[i]), ctx.map.class_names
-    return names[lab] if 0 <= lab < len(names) else "?"
-
-
 def _pct(share: float) -> str:
     """A share as a short percentage: 96%, 3.1%, 0.04%."""
     pct = 100 * float(share)
@@ -297,6 +303,8 @@ def _thumbs(ctx: Context, ids: np.ndarray, values: np.ndarray, size: int = 56) -
 
 
 def _feature_page(ctx: Context, model, stats: FeatureStats, atoms: Atoms, f: int) -> None:
+    from explorer.quality import features as feat
+
     codes = ctx.map.encoded.latents  # (N, F)
     _header(stats, f)
     c1, c2, c3 = st.columns([2, 4, 3], gap="medium")
@@ -359,6 +367,8 @@ def _header(stats: FeatureStats, f: int) -> None:
 
 
 def _facts(stats: FeatureStats, f: int) -> None:
+    from explorer.quality import features as feat
+
     if stats.dead[f]:
         st.markdown(f"Never active on these {stats.n_images:,} images.")
         return
@@ -372,6 +382,8 @@ def _facts(stats: FeatureStats, f: int) -> None:
 
 
 def _similar(stats: FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
+    from explorer.quality import features as feat
+
     ids, cos = feat.most_similar(atoms.unit, f, k=k)
     st.markdown("**Most similar features** (cosine of decoder directions)")
     cols = st.columns(k, gap="small")
@@ -384,6 +396,8 @@ def _similar(stats: FeatureStats, atoms: Atoms, f: int, k: int = 8) -> None:
 
 
 def _bands(ctx: Context, codes: np.ndarray, f: int) -> None:
+    from explorer.quality import features as feat
+
     bands = feat.quantile_bands(codes, f, n_bands=5, per_band=10)
     st.markdown("**Across its range**: images from each fifth of its non-zero activations, strongest band first")
     if not bands:
@@ -397,15 +411,15 @@ def _bands(ctx: Context, codes: np.ndarray, f: int) -> None:
 
 def _footprint_pick(widget: str, n_rows: int) -> None:
     """on_select of the footprint: the images selected become the session's pick (every page sees it)."""
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    ids = picked(dict(selection) if selection else None, n_rows=n_rows).ids
+    ids = picked(map_view.chart_selection(widget), n_rows=n_rows).ids
     map_view.set_pick(Picked(ids) if ids else Picked())
 
 
 @st.fragment
 def _steering(ctx: Context, model, stats: FeatureStats, f: int) -> None:
     """Add alpha x this feature to one image's code and decode; reruns alone when its widgets change."""
+    from explorer.quality import features as feat
+
     st.markdown(f"**Steering**: add α × feature {f} to an image's code, then decode")
     pick = map_view.current_pick(ctx)
     n = len(ctx.map.labels)
@@ -423,7 +437,7 @@ def _steering(ctx: Context, model, stats: FeatureStats, f: int) -> None:
         have = float(ctx.map.encoded.latents[i, f])
         src = "the first image of your selection" if pick.ids and i == default else f"image #{i}"
         st.caption(
-            f"Steering {src} ({_label(ctx, i)}), whose feature {f} activation is {have:.2f}. "
+            f"Steering {src} ({label(ctx, i)}), whose feature {f} activation is {have:.2f}. "
             "α = 0 is its reconstruction. Select images on any map to steer one of them."
         )
     alphas = np.linspace(lo, hi, steps)

@@ -18,10 +18,9 @@ from explorer.maps.selection import Picked
 from explorer.quality import compression
 from explorer.quality.anomaly import auroc, rank_by_error
 from explorer.ui import map_view, sidebar, state, views
-from explorer.ui.insight import CHART, label, scale
-from explorer.ui.state import Context
-
-ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
+from explorer.ui.insight import CHART
+from explorer.ui.state import Context, label
+from explorer.ui.views import scale
 
 # ----------------------------------------------------------------------------------------- anomalies
 
@@ -44,6 +43,8 @@ def _encoded(
 
 def _worst(ctx: Context) -> list[dict]:
     """The mapped images this model reconstructs worst, beside their reconstructions and as crosses on the map."""
+    from explorer.maps import ops
+
     err = ctx.map.encoded.recon_error
     n = st.select_slider("Show the worst", WORST, value=16, key="an_n")
     ranked = rank_by_error(err, n)  # (n,) row ids, worst first
@@ -193,12 +194,9 @@ def _storage_table(comp: compression.Compression) -> list[dict]:
 def _all_shipped(n: int, bits: int) -> None:
     rows = []
     bar = st.progress(0.0, text="Measuring every shipped checkpoint…")
-    paths = state.shipped_checkpoints()
-    for k, path in enumerate(paths):
-        ref = state.checkpoint_ref(path)
-        trained_on = ref.meta.get("dataset", {}).get("name", "fashion-mnist")
-        name = trained_on if trained_on in dataset_names() else "fashion-mnist"
-        ds, data_key = state.dataset_subset(name, "test", RANGE_IMAGES, ref.input_shape)
+    refs = state.checkpoints(shipped_only=True).values()
+    for k, ref in enumerate(refs):
+        ds, data_key = state.dataset_subset(state.home_dataset(ref), "test", RANGE_IMAGES, ref.input_shape)
         comp = _shipped_row(ref.digest, data_key, n, bits, ref, ds.images)
         s = comp.sizes
         rows.append({
@@ -208,7 +206,7 @@ def _all_shipped(n: int, bits: int) -> None:
             "JPEG bytes at that PSNR (coded data)": None if comp.jpeg is None else round(comp.jpeg.payload_bytes),
             "sparse bytes": None if comp.sparse is None else round(comp.sparse),
         })  # fmt: skip
-        bar.progress((k + 1) / len(paths), text=f"Measured {ref.name}")
+        bar.progress((k + 1) / len(refs), text=f"Measured {ref.name}")
     bar.empty()
     st.dataframe(rows, hide_index=True, width="stretch")
     st.caption(

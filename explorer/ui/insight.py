@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
+from explorer.data.uploads import load_user_image
 from explorer.errors import ExplorerError
 from explorer.figures import images
 from explorer.figures.charts import bar_figure, curve_figure
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked
 from explorer.quality import compression
-from explorer.ui import state, views
-from explorer.ui.state import Context
+from explorer.ui import features, state, views
+from explorer.ui.state import Context, label
+from explorer.ui.views import scale
 
-ops = views.ops  # explorer.maps.ops on first use: importing this module must not import torch
 SOURCES = ("from the data", "upload")
 TOP_FEATURES = 32  # bars drawn for a sparse code; every active feature is still listed
 NEIGHBOURS = 8
@@ -29,25 +31,15 @@ CHART = {"displaylogo": False, "displayModeBar": False}
 # ----------------------------------------------------------------------------------------- shared
 
 
-def label(ctx: Context, i: int) -> str:
-    lab, names = int(ctx.map.labels[i]), ctx.map.class_names
-    return names[lab] if 0 <= lab < len(names) else "?"
-
-
-def scale(ctx: Context, target: int = 56) -> int:
-    return images.scale_for(ctx.ckpt.input_shape[1], target)
-
-
 def comparable(ctx: Context) -> dict[str, state.CheckpointRef]:
     """Every other checkpoint (shipped, then this session's uploads) that takes the current model's input shape."""
-    refs = {n: state.checkpoint(n) for n in state.checkpoint_names() if n != ctx.ckpt.name}
-    return {n: r for n, r in refs.items() if r.input_shape == ctx.ckpt.input_shape}
+    refs = state.checkpoints().items()
+    return {n: r for n, r in refs if n != ctx.ckpt.name and r.input_shape == ctx.ckpt.input_shape}
 
 
 def short(ref: state.CheckpointRef) -> str:
     """'dae-conv32' for 'fashion-mnist-dae-conv32': the dataset prefix repeats on every shipped name."""
-    trained_on = ref.meta.get("dataset", {}).get("name", "")
-    return ref.name.removeprefix(f"{trained_on}-") if trained_on else ref.name
+    return ref.name.removeprefix(f"{ref.trained_on}-") if ref.trained_on else ref.name
 
 
 def index_input(ctx: Context, pick: Picked, key: str) -> int:
@@ -77,8 +69,6 @@ def _uploaded(ctx: Context) -> tuple[np.ndarray, str] | None:
     """The dropped file in the model's input shape, (1, H, W[, 3]) uint8 and a caption; None before a drop.
 
     Decoded once per file and input shape (kept in the session), so edits rerun without re-reading it."""
-    from explorer.data.uploads import load_user_image
-
     file = st.file_uploader(
         "A PNG or JPEG image", type=["png", "jpg", "jpeg"], key="img_file", help="Read with size limits, never stored"
     )
@@ -146,10 +136,6 @@ def _features(ctx: Context, code: np.ndarray) -> None:
 def _feature_links(code: np.ndarray, active: np.ndarray, per_row: int = 4) -> None:
     """Links to /features?feature=<i> that stay in this session (a plain link opens a new tab, a new session,
     and the default checkpoint); a plain link only when the app has no Features page."""
-    from streamlit.errors import StreamlitAPIException
-
-    from explorer.ui import features
-
     page = st.Page(features.features_view, title="Features", url_path="features")
     try:
         cols = st.columns(per_row)
@@ -178,6 +164,8 @@ def _image_panel(ctx: Context, pick: Picked) -> list[dict]:
         base, title = got
     edits = _edit_controls(h, w)
     edited = edits.apply(base)  # (1, H, W[, 3]) uint8
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, edited)
     z = compression.encode(model, edited)  # (1, L)
@@ -252,6 +240,8 @@ def _trained_noise(ref: state.CheckpointRef) -> str:
 
 
 def _denoise_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Denoising")
     c1, c2 = st.columns([2, 3])
     with c1:

@@ -17,13 +17,15 @@ keeps entries for steps only: a change of page, checkpoint, images or projection
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer.maps.selection import Picked
 from explorer.ui import urlstate
+from explorer.ui.map_bridge import View
+from explorer.ui.map_view import VIEW, first_view
 from explorer.ui.urlstate import Field, choice, integer, number, point
 
 READ = "url:read"  # set once the session's first run has read the link
@@ -75,36 +77,32 @@ def _params() -> dict[str, str]:
 
 def _page_id() -> str:
     """Which page this run draws (Streamlit's own id of the page script)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     run = get_script_run_ctx()
     return getattr(run, "page_script_hash", "") if run is not None else ""
 
 
 def _history_navigation() -> bool:
     """True in the run Streamlit starts when the browser goes Back or Forward."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     run = get_script_run_ctx()
     return bool(getattr(run, "is_history_navigation", False))
 
 
-def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=None) -> None:
+def restore_sidebar(fields: tuple[Field, ...], by_digest=None) -> None:
     """At the top of the sidebar, before its widgets. A session's first run takes the link's values, and so
     does a run started by the browser's Back or Forward (every value the address leaves out goes back to
     its default); a run on another page than the last puts back the choices made so far (Streamlit forgets
     the state of a page's widgets when the page changes); every run gives the widgets their defaults
     through the session state, so no widget is given a default twice.
 
-    ``uploads``: {SHA-256: name} of this session's uploaded checkpoints, for ``model=`` links; ``reopen(digest)``
-    brings back an upload the host keeps on disk (a CheckpointRef with a ``name``), or returns None."""
+    ``by_digest(digest)``: the checkpoint (anything with a ``name``) a ``model=`` link names by its SHA-256, or
+    None (``state.checkpoint_by_digest``)."""
     page, last = _page_id(), st.session_state.get(PAGE)
     st.session_state[PAGE] = page
     if not st.session_state.get(READ):
         st.session_state[READ] = True
-        _read_link(fields, uploads, reopen)
+        _read_link(fields, by_digest)
     elif _history_navigation():
-        _read_link(fields, uploads, reopen, whole=True)
+        _read_link(fields, by_digest, whole=True)
     elif page != last:
         for field in fields:
             if KEEP + field.key in st.session_state:
@@ -114,7 +112,7 @@ def restore_sidebar(fields: tuple[Field, ...], uploads: dict[str, str], reopen=N
             st.session_state[field.key] = field.default
 
 
-def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen, *, whole: bool = False) -> None:
+def _read_link(fields: tuple[Field, ...], by_digest, *, whole: bool = False) -> None:
     """The link's values into the session. ``whole``: the address is the whole view (Back, Forward), so what
     it leaves out is a default, not "as before"."""
     params = _params()
@@ -126,11 +124,9 @@ def _read_link(fields: tuple[Field, ...], uploads: dict[str, str], reopen, *, wh
     values, notices = urlstate.read(params, fields + PAGE_FIELDS)
     if digest := params.get("model"):
         digest = digest.strip().lower()
-        kept = reopen(digest) if reopen is not None and re.fullmatch(r"[0-9a-f]{64}", digest) else None
-        if digest in uploads:
-            values["ckpt"] = uploads[digest]
-        elif kept is not None:  # the 256-bit digest is the capability: whoever holds the link sees the model
-            values["ckpt"] = kept.name
+        # a kept upload's 256-bit digest is the capability: whoever holds the link sees the model
+        if (ref := by_digest(digest) if by_digest is not None else None) is not None:
+            values["ckpt"] = ref.name
         else:
             notices.append(
                 f"This link names an uploaded model (SHA-256 {digest[:12]}…) that is not on this server: it was "
@@ -206,8 +202,6 @@ PENDING_VIEW = "url:view"  # the view a link opens on, read once the map exists
 def pending_view(class_names: list[str], dims: int):
     """The link's zoom (``view=x0,x1,y0,y1``), camera (``cam=`` nine numbers) and hidden classes (``hide=`` class
     indices) as a ``map_bridge.View``, checked; None when the link names none. Bad values are named above the map."""
-    from explorer.ui.map_bridge import View
-
     raw = st.session_state.pop(PENDING_VIEW, None)
     if not raw:
         return None
@@ -274,8 +268,6 @@ def stage(part: str, params: dict[str, str]) -> None:
 def flush(*, fragment_only: bool = False) -> None:
     """Make the URL hold every staged part, in one message (so at most one history entry). ``fragment_only``:
     only in a run of a fragment alone (a whole run flushes once, at its end)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
     if fragment_only:
         run = get_script_run_ctx()
         if run is None or not getattr(run, "fragment_ids_this_run", None):
@@ -320,8 +312,6 @@ def map_params(pick: Picked, ctx=None) -> dict[str, str]:
         if isinstance(value, int) and not isinstance(value, bool) and (param != "focus" or value in pick.ids):
             out[param] = str(value)
     if ctx is not None:
-        from explorer.ui.map_view import VIEW, first_view
-
         view = st.session_state.get(VIEW) or first_view(ctx)
         out.update(view_params(view, ctx.map.class_names))
     return out

@@ -82,6 +82,14 @@ def serve_sprites(ctx: Context) -> None:
     map_bridge.serve_sprites(key="lx-sprites", sets=[made] if made else [])
 
 
+def chart_selection(widget: str) -> dict | None:
+    """What a chart's last selection event holds (``points``, ``box``, ``lasso``) as a plain dict, read from the
+    session in the chart's ``on_select`` callback; None when there is none. ``picked`` turns it into ids."""
+    event = st.session_state.get(widget)
+    selection = event.get("selection") if event is not None else None
+    return dict(selection) if selection else None
+
+
 def _remember(widget: str, n_rows: int) -> None:
     """on_select callback: fold the chart's new selection into the session's pick.
 
@@ -89,9 +97,7 @@ def _remember(widget: str, n_rows: int) -> None:
     and sets the spot (so "this point, then that spot" works); an empty selection (a
     double-click) clears both.
     """
-    event = st.session_state.get(widget)
-    selection = event.get("selection") if event is not None else None
-    new = picked(dict(selection) if selection else None, n_rows=n_rows)
+    new = picked(chart_selection(widget), n_rows=n_rows)
     old = st.session_state.get(PICK, Picked())
     st.session_state.pop("sel_focus", None)
     if new.ids and st.session_state.get("sel_add") and old.ids:
@@ -184,7 +190,6 @@ def shown_by_chart(view: str) -> bool:
 @st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Decoding a grid over the map…")
 def _mosaic(key: str, cells: int, _ctx: Context) -> dict:
     from explorer.maps.mosaic import decoded_grid
-    from explorer.ui import state
 
     return decoded_grid(state.model(_ctx.ckpt), _ctx.map.projection, cells=cells).layout_image(opacity=0.85)
 

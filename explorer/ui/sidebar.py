@@ -8,9 +8,11 @@ from explorer import settings
 from explorer.data import SPLITS, dataset_names
 from explorer.errors import ExplorerError
 from explorer.maps.encode import Encoded
+from explorer.maps.faithfulness import K
 from explorer.maps.pipeline import MapData, map_key
 from explorer.maps.projection import METRICS, ProjectionParams
 from explorer.ui import bridge, links, state
+from explorer.ui.map_view import NEIGHBOURHOOD
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
 DEFAULT_N = 10000
@@ -25,8 +27,6 @@ CANCELLED = "map:cancelled"  # key of a map whose computation was cancelled and 
 def colour_options(encoded: Encoded) -> list[str]:
     """What the map can be coloured by: label, error, one code coordinate, the model's own statistics, and how
     much of each image's latent neighbourhood the map kept."""
-    from explorer.ui.map_view import NEIGHBOURHOOD
-
     return [
         "label",
         "reconstruction error",
@@ -39,9 +39,6 @@ def colour_options(encoded: Encoded) -> list[str]:
 def faithfulness_note(ctx: state.Context) -> None:
     """At the foot of the sidebar, on request (a few seconds of CPU the first time a map is asked about): how far
     to trust its islands. Colouring by the neighbours kept asks too."""
-    from explorer.maps.faithfulness import K
-    from explorer.ui.map_view import NEIGHBOURHOOD
-
     asked = st.session_state.setdefault("faith:asked", set())
     if ctx.color_by == NEIGHBOURHOOD:
         asked.add(ctx.key)
@@ -78,10 +75,8 @@ def _upload_panel(sb) -> None:
             token = state.sha256(data_file.getvalue())
             if st.session_state.get("up_data_done") != token:
                 st.session_state["up_data_done"] = token
-                ckpt_name = st.session_state.get("ckpt")
-                shape = (1, 28, 28)
-                if ckpt_name in state.checkpoint_names():  # the images are fitted to the model in use
-                    shape = state.checkpoint(ckpt_name).input_shape
+                ref = state.find_checkpoint(st.session_state.get("ckpt"))
+                shape = ref.input_shape if ref is not None else (1, 28, 28)  # fitted to the model in use
                 try:
                     label = state.add_dataset(data_file.name, data_file.getvalue(), shape)
                     st.session_state["ds"] = label
@@ -108,7 +103,7 @@ def checkpoint_picker(sb) -> tuple[state.CheckpointRef, tuple] | None:
         sb.error("No checkpoints in checkpoints/. Train one with `python -m explorer train ...` or open Your model.")
         return None
     fields = _fields()
-    links.restore_sidebar(fields, {ref.digest: label for label, ref in state.uploads().items()}, state.kept_upload)
+    links.restore_sidebar(fields, state.checkpoint_by_digest)
     fields = _fields()  # a link may have brought back a kept upload
     name = sb.selectbox(
         "Checkpoint",

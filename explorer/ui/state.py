@@ -6,6 +6,13 @@ of the mapped images) and bounded in count and age.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +21,8 @@ import streamlit as st
 
 from explorer import kept, settings
 from explorer.checkpoint import read_metadata
-from explorer.data import Dataset, load_dataset
+from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, load_dataset, load_user_dataset
+from explorer.errors import DatasetError
 from explorer.maps.pipeline import (
     CHECKPOINT_DIR,
     DiskCache,
@@ -28,11 +36,21 @@ from explorer.maps.pipeline import (
     sha256,
     subset_for,
 )
-from explorer.maps.projection import ProjectionParams
+from explorer.maps.projection import ProjectionParams, warm_reference_umap_apart
+from explorer.untrusted import check_size, max_upload_bytes
 
 DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
 TTL_S = 6 * 3600
 MAX_UPLOADS = 5  # per session, for models and for datasets
+FALLBACK_DATASET = "fashion-mnist"  # what a checkpoint opens on when it names no built-in dataset
+
+
+def dataset_of(meta: dict) -> str | None:
+    """The built-in dataset a checkpoint's metadata names as its training data (for an import: the one its errors
+    pointed to), or None when it names none we have. Pages open on it, an upload's preview is drawn from it."""
+    named = meta.get("dataset")
+    name = named.get("name") if isinstance(named, dict) else None
+    return name if name in dataset_names() else None
 
 
 @dataclass
@@ -61,10 +79,8 @@ class CheckpointRef:
 
     @property
     def trained_on(self) -> str | None:
-        """The dataset the checkpoint names as its own (for an import: the one its errors pointed to)."""
-        named = self.meta.get("dataset")
-        name = named.get("name") if isinstance(named, dict) else None
-        return name if isinstance(name, str) and name != "unknown" else None
+        """The built-in dataset the checkpoint names as its own (``dataset_of``), or None."""
+        return dataset_of(self.meta)
 
     def describe(self) -> str:
         """ "VAE · conv · latent 16" — what it is, in the words the sidebar and the pages use."""
@@ -96,27 +112,53 @@ class Context:
         return map_key(self.ckpt.digest, self.data_key, self.params)
 
 
+def label(ctx: Context, i: int) -> str:
+    """Mapped image i's class name, as every page writes it after its index; "?" for a label with no name."""
+    lab, names = int(ctx.map.labels[i]), ctx.map.class_names
+    return names[lab] if 0 <= lab < len(names) else "?"
+
+
 def checkpoint_names() -> list[str]:
     """What the checkpoint boxes offer: shipped checkpoints (the default first), then this session's uploads."""
     return [p.stem for p in shipped_checkpoints()] + list(uploads())
 
 
-def checkpoint(name: str) -> CheckpointRef:
-    """A checkpoint by the name the boxes show (an upload of this session, or a shipped file)."""
+def find_checkpoint(name: str | None) -> CheckpointRef | None:
+    """A checkpoint by the name the boxes show (an upload of this session, or a shipped file); None if unknown.
+    Every name a page holds (the sidebar's choice, a link's ``ckpt=``, an upload's label) is resolved here."""
+    if name is None:
+        return None
     if name in uploads():
         return uploads()[name]
-    paths = {p.stem: p for p in shipped_checkpoints()}
-    if name not in paths:
+    path = next((p for p in shipped_checkpoints() if p.stem == name), None)
+    return None if path is None else checkpoint_ref(path)
+
+
+def checkpoint(name: str) -> CheckpointRef:
+    """``find_checkpoint`` for a name known to be offered (a box's value); an unknown one raises KeyError."""
+    if (ref := find_checkpoint(name)) is None:
         raise KeyError(name)
-    return checkpoint_ref(paths[name])
+    return ref
+
+
+def checkpoints(*, shipped_only: bool = False) -> dict[str, CheckpointRef]:
+    """Every checkpoint the boxes offer, by name and in their order (``checkpoint_names``)."""
+    refs = {p.stem: checkpoint_ref(p) for p in shipped_checkpoints()}
+    return refs if shipped_only else refs | uploads()
+
+
+def checkpoint_by_digest(digest: str) -> CheckpointRef | None:
+    """The checkpoint a ``model=`` link names by its SHA-256: this session's upload, else one the host keeps (it
+    becomes an upload of this session); None when neither has it."""
+    digest = digest.strip().lower()
+    if (ref := next((r for r in uploads().values() if r.digest == digest), None)) is not None:
+        return ref
+    return kept_upload(digest) if re.fullmatch(r"[0-9a-f]{64}", digest) else None
 
 
 def home_dataset(ckpt: CheckpointRef) -> str:
     """The built-in dataset a checkpoint opens on: its own, or Fashion-MNIST when it names none we have."""
-    from explorer.data import dataset_names
-
-    name = ckpt.trained_on
-    return name if name in dataset_names() else "fashion-mnist"
+    return ckpt.trained_on or FALLBACK_DATASET
 
 
 def shipped_checkpoints() -> list[Path]:
@@ -182,11 +224,9 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
     ``options`` are ImportOptions keywords (left out: from the file or inferred). Raises CheckpointError
     (an OptionError naming the option at fault); nothing is unpickled (see explorer.importers)."""
     from explorer.checkpoint import checkpoint_bytes
-    from explorer.errors import DatasetError
     from explorer.importers import ImportOptions, describe, detect_format, import_files
     from explorer.importers.infer import reconstruction_preview, sample_dataset
     from explorer.maps.ops import to_uint8
-    from explorer.untrusted import check_size, max_upload_bytes
 
     for fname, blob in files:  # the host's cap (EXPLORER_MAX_UPLOAD_MB), whatever the uploader let through
         check_size(len(blob), label=fname, limit=max_upload_bytes())
@@ -208,22 +248,13 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
         )
         lines = describe(model)
     try:
-        title, sample = sample_dataset(opts.dataset or _trained_on(data), tuple(model.input_shape))
+        title, sample = sample_dataset(opts.dataset or dataset_of(read_metadata(data)), tuple(model.input_shape))
         originals, recon, errors = reconstruction_preview(model, sample, n=8)
         preview = (to_uint8(originals), to_uint8(recon), errors)
         note = title
     except DatasetError as exc:
         preview, note = None, f"No preview: {exc}"
     return PendingImport(f"⬆ {name}", token, data, lines, preview, note)
-
-
-def _trained_on(data: bytes) -> str | None:
-    """The built-in dataset a checkpoint names as its training data, if it names one."""
-    from explorer.data import dataset_names
-
-    named = read_metadata(data).get("dataset")
-    name = named.get("name") if isinstance(named, dict) else None
-    return name if name in dataset_names() else None
 
 
 def commit_import(pending: PendingImport) -> CheckpointRef:
@@ -258,11 +289,6 @@ def kept_upload(digest: str) -> CheckpointRef | None:
 
 
 def add_dataset(name: str, data: bytes, input_shape: tuple[int, int, int]) -> str:
-    import dataclasses
-
-    from explorer.data import DEFAULT_LIMITS, load_user_dataset
-    from explorer.untrusted import max_upload_bytes
-
     limits = dataclasses.replace(DEFAULT_LIMITS, max_file_bytes=max_upload_bytes())
     ds = load_user_dataset(data, filename=name, input_shape=input_shape, limits=limits)
     label = f"⬆ {name}"
@@ -328,8 +354,6 @@ def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> M
 def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress) -> MapData:
     """Encode and fit. ``progress(fraction, message)`` is called every second or so, which is also where
     Streamlit stops this run when the person changes something (Cancel included)."""
-    import os
-
     import torch
 
     m = model(ckpt)
@@ -362,9 +386,6 @@ def _wait_until_quiet(window_s: float = QUIET_WINDOW_S, share: float = QUIET_SHA
     """Return once this process has used less than ``share`` of one core over the last ``window_s`` seconds:
     nobody is waiting on the server. The warm-up's child then neither slows anyone down nor adds its memory to a
     busy server's."""
-    import time
-    from collections import deque
-
     seen: deque[tuple[float, float]] = deque()
     while True:
         now, cpu = time.monotonic(), time.process_time()  # CPU seconds of every thread of this process
@@ -387,11 +408,6 @@ def warm_reference_umap() -> dict:
     ``projection.warm_reference_umap_apart``), started by a background thread once the server is first quiet, so
     choosing the reference engine later takes seconds, not a minute, and the server holds none of it until then.
     Returns a status dict the sidebar reads ("ready": bool)."""
-    import logging
-    import os
-    import threading
-    import time
-
     status: dict = {"ready": False, "seconds": None, "error": None}
     if os.environ.get(WARM_ENV, "1") == "0":
         status["error"] = f"not warmed ({WARM_ENV}=0)"
@@ -401,8 +417,6 @@ def warm_reference_umap() -> dict:
         time.sleep(WARM_DELAY_S)
         _wait_until_quiet()
         try:
-            from explorer.maps.projection import warm_reference_umap_apart
-
             status["seconds"] = warm_reference_umap_apart()
             status["ready"] = True
             logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])

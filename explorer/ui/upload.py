@@ -15,29 +15,51 @@ from explorer.figures import images
 from explorer.ui import bring, state
 
 AUTO = "from the file / inferred"
-# ImportOptions field -> (widget label, choices after AUTO); labels are what refusals point at
-FIELDS: dict[str, tuple[str, list[str]]] = {
-    "kind": ("Kind", ["ae", "vae"]),
-    "activation": ("Hidden activation", ["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]),
-    "latent_activation": ("Latent activation", ["identity", "relu", "tanh", "sigmoid"]),
-    "output_activation": ("Output activation", ["sigmoid", "tanh", "identity"]),
-    "input_range": ("Input pixel range", ["unit", "symmetric"]),
+# ImportOptions field -> widget label; labels are what refusals point at. The choices come from the model zoo
+# (``_choices``): kinds from the registry, activations from the backbones.
+FIELDS: dict[str, str] = {
+    "kind": "Kind",
+    "activation": "Hidden activation",
+    "latent_activation": "Latent activation",
+    "output_activation": "Output activation",
+    "input_range": "Input pixel range",
 }
 RANGE_NAMES = {"unit": "[0, 1]", "symmetric": "[-1, 1]"}
 SHAPE_LABEL = "Input shape C,H,W"
 DATASET_LABEL = "Images to check it on"
 
 
+def _choices() -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Each field's choices after AUTO, and the words shown for a value: every kind a file's layers can become
+    (by the registry's title), every activation the backbones build, every output activation and pixel range."""
+    from explorer import models
+    from explorer.importers.layers import importable_kinds
+    from explorer.models.backbones import ACTIVATIONS
+    from explorer.models.config import INPUT_RANGES, OUTPUT_ACTIVATIONS
+
+    kinds = importable_kinds()
+    choices = {
+        "kind": kinds,
+        "activation": list(ACTIVATIONS),
+        "latent_activation": list(ACTIVATIONS),
+        "output_activation": list(OUTPUT_ACTIVATIONS),
+        "input_range": list(INPUT_RANGES),
+    }
+    words = {**{k: f"{models.title(k)} ({k})" for k in kinds}, **RANGE_NAMES}
+    return choices, words
+
+
 def _options() -> tuple[dict, str | None]:
     """The choices as ImportOptions keywords (AUTO -> left out), and a problem with the typed shape."""
     chosen: dict = {}
     cols = st.columns(3)
-    for i, (field, (label, choices)) in enumerate(FIELDS.items()):
+    choices, words = _choices()
+    for i, (field, label) in enumerate(FIELDS.items()):
         value = cols[i % 3].selectbox(
             label,
-            [AUTO, *choices],
+            [AUTO, *choices[field]],
             key=f"up_{field}",
-            format_func=lambda v: RANGE_NAMES.get(v, v),
+            format_func=lambda v: words.get(v, v),
         )
         if value != AUTO:
             chosen[field] = value
@@ -69,7 +91,7 @@ def _options() -> tuple[dict, str | None]:
 def _refusal(exc: ExplorerError) -> str:
     """The message, plus the field that resolves it when the error names an option."""
     labels = {
-        **{name: label for name, (label, _) in FIELDS.items()},
+        **FIELDS,
         "input_shape": SHAPE_LABEL,
         "dataset": DATASET_LABEL,
     }

@@ -10,10 +10,8 @@ from explorer.figures import charts, images
 from explorer.figures.map import overlay_trace
 from explorer.maps.selection import Picked, find, parse_point
 from explorer.ui import bridge, links, map_view, sidebar, state, timing
-from explorer.ui.lazy import LazyModule
-from explorer.ui.state import Context
+from explorer.ui.state import Context, label
 
-ops = LazyModule("explorer.maps.ops")  # imports torch: the first map does not wait for it
 FAR = 5.0  # a spot further than this many typical spacings from any mapped point is "far from data"
 
 
@@ -93,19 +91,15 @@ def _seeded(key: str, default) -> str:
     return key
 
 
-def _label(ctx: Context, i: int) -> str:
-    lab = int(ctx.map.labels[i])
-    names = ctx.map.class_names
-    return names[lab] if 0 <= lab < len(names) else "?"
-
-
-def _scale(ctx: Context, target: int = 56) -> int:
+def scale(ctx: Context, target: int = 56) -> int:
     """Upscale for thumbnails and strips: about ``target`` pixels high whatever the model's input size."""
     return images.scale_for(ctx.ckpt.input_shape[1], target)
 
 
 def _decode_spot(ctx: Context, point: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, float]:
     """Map coordinate -> (latent (L,), decoded image, distance to data in typical spacings)."""
+    from explorer.maps import ops
+
     z, far = ctx.map.projection.inverse(np.asarray([point], dtype=np.float32))
     return z[0], ops.decode(state.model(ctx.ckpt), z)[0], float(far[0])
 
@@ -162,13 +156,15 @@ def _order(ctx: Context, ids: np.ndarray, how: str) -> np.ndarray:
 def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
     """One image: itself, its reconstruction, and its nearest images in latent space; the panel scrolls to it.
     ``closable``: a close-up of one image of a larger selection, with a button back to the grid."""
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     recon, err = ops.reconstruct(model, ctx.dataset.images[[i]])
     idx, _ = ops.nearest(ctx.map.encoded.latents, ctx.map.encoded.latents[[i]], k=min(9, len(ctx.map.labels)))
     near = [j for j in idx[0].tolist() if j != i][:8]
     bridge.scroll_here(key=f"scroll:{i}")
     head, close = st.columns([5, 1], vertical_alignment="center")
-    head.markdown(f"**#{i} ({_label(ctx, i)})** — reconstruction MSE {err[0]:.4f}; ringed on the map")
+    head.markdown(f"**#{i} ({label(ctx, i)})** — reconstruction MSE {err[0]:.4f}; ringed on the map")
     if closable:
         close.button(
             "✕",
@@ -177,7 +173,7 @@ def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
             on_click=lambda: st.session_state.pop("sel_focus", None),
         )
     st.image(
-        images.strip(np.concatenate([ctx.dataset.images[[i]], recon]), scale=_scale(ctx, 84)),
+        images.strip(np.concatenate([ctx.dataset.images[[i]], recon]), scale=scale(ctx, 84)),
         caption="original | reconstruction",
     )
     st.caption("its nearest images in latent space (click one to go to it)")
@@ -185,7 +181,7 @@ def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
         ctx.dataset.images[near],
         near,
         [f"#{j}" for j in near],
-        [f"#{j} ({_label(ctx, j)})" for j in near],
+        [f"#{j} ({label(ctx, j)})" for j in near],
         cols=8,
         key=f"near:{i}",
         on_click=lambda j: map_view.set_pick(Picked((j,))),
@@ -193,6 +189,8 @@ def _one_image(ctx: Context, i: int, *, closable: bool = False) -> None:
 
 
 def _selection_grid(ctx: Context, pick: Picked) -> None:
+    from explorer.maps import ops
+
     ids = np.asarray(pick.ids, dtype=np.int64)
     focus = st.session_state.get("sel_focus")
     focus = focus if focus in set(pick.ids) else None
@@ -215,7 +213,7 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
         pairs,
         shown.tolist(),
         [f"#{i} · {e:.4f}" for i, e in zip(shown.tolist(), err)],
-        [f"#{i} ({_label(ctx, i)}): MSE {e:.4f}" for i, e in zip(shown.tolist(), err)],
+        [f"#{i} ({label(ctx, i)}): MSE {e:.4f}" for i, e in zip(shown.tolist(), err)],
         cols=4,
         key="sel_thumbs",
         on_click=lambda i: st.session_state.__setitem__("sel_focus", i),
@@ -226,7 +224,7 @@ def _selection_grid(ctx: Context, pick: Picked) -> None:
 
 
 def _focus_label(ctx: Context):
-    return lambda i: "choose an image of this page" if i is None else f"#{i} ({_label(ctx, i)})"
+    return lambda i: "choose an image of this page" if i is None else f"#{i} ({label(ctx, i)})"
 
 
 def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
@@ -248,13 +246,13 @@ def _decode_panel(ctx: Context, pick: Picked) -> list[dict]:
             st.error(msg)
     spot = pick.spot
     if spot is not None and two_d:
+        from explorer.maps import ops  # not before: the first map is drawn before any model is loaded
+
         z, img, far = _decode_spot(ctx, spot)
         st.markdown(f"**Decoded at ({spot[0]:.2f}, {spot[1]:.2f})**")
         idx, _ = ops.nearest(ctx.map.encoded.latents, z[None], k=min(5, len(ctx.map.labels)))
         row = np.concatenate([img[None], ctx.dataset.images[idx[0]]])
-        st.image(
-            images.strip(row, scale=_scale(ctx, 84)), caption="decoded spot | its 5 nearest images in latent space"
-        )
+        st.image(images.strip(row, scale=scale(ctx, 84)), caption="decoded spot | its 5 nearest images in latent space")
         _far_warning(far)
         if not map_view.shown_by_chart("map_decode"):  # a typed spot: the chart drew no box for it
             overlays.append(overlay_trace(np.asarray([spot], np.float32), "spot", name="decoded spot"))
@@ -280,10 +278,12 @@ def decode_view() -> None:
 def _endpoint(ctx: Context, which: str, default: int) -> tuple[np.ndarray, str]:
     n = len(ctx.map.labels)
     i = int(st.number_input(f"{which}: image index", 0, n - 1, min(default, n - 1), key=f"interp_{which}"))
-    return ctx.map.encoded.latents[i], f"#{i} ({_label(ctx, i)})"
+    return ctx.map.encoded.latents[i], f"#{i} ({label(ctx, i)})"
 
 
 def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Interpolate")
     lat = ctx.map.encoded.latents
     sources = ["selection", "indices"] + (["selection → spot"] if ctx.params.n_components == 2 else [])
@@ -296,11 +296,11 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
         b = c2.selectbox("To", choices, index=1, key=f"interp_b:{choices[1]}", format_func=fmt)
         if a == b:
             st.warning("Both ends are the same image: pick two different ones.")
-        z0, z1, what = lat[a], lat[b], f"#{a} ({_label(ctx, a)}) → #{b} ({_label(ctx, b)})"
+        z0, z1, what = lat[a], lat[b], f"#{a} ({label(ctx, a)}) → #{b} ({label(ctx, b)})"
     elif source == "selection → spot" and pick.ids and pick.spot is not None:
         a = pick.ids[0]
         z1, _, far = _decode_spot(ctx, pick.spot)
-        z0, what = lat[a], f"#{a} ({_label(ctx, a)}) → spot ({pick.spot[0]:.2f}, {pick.spot[1]:.2f})"
+        z0, what = lat[a], f"#{a} ({label(ctx, a)}) → spot ({pick.spot[0]:.2f}, {pick.spot[1]:.2f})"
         _far_warning(far)
     else:
         if source != "indices":
@@ -319,14 +319,14 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     path = ops.interpolate(z0, z1, steps, method)  # (steps, L)
     frames = ops.decode(state.model(ctx.ckpt), path)
     st.markdown(f"**{what}**, {steps} steps, {method}")
-    strip = images.grid(frames, cols=8, scale=_scale(ctx))
+    strip = images.grid(frames, cols=8, scale=scale(ctx))
     st.image(strip, width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=_scale(ctx))), "interpolation.png", "image/png"
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=scale(ctx))), "interpolation.png", "image/png"
     )
     d2.download_button(
-        "Animated GIF", lambda: images.gif_bytes(frames, scale=_scale(ctx, 112)), "interpolation.gif", "image/gif"
+        "Animated GIF", lambda: images.gif_bytes(frames, scale=scale(ctx, 112)), "interpolation.gif", "image/gif"
     )
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
@@ -340,6 +340,8 @@ def interpolate_view() -> None:
 
 
 def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Sample")
     model = state.model(ctx.ckpt)
     c1, c2, c3 = st.columns(3)
@@ -356,7 +358,7 @@ def _sample_panel(ctx: Context, pick: Picked) -> list[dict]:
             f"From a {post.n_components}-component Gaussian mixture fitted to the {len(ctx.map.labels):,} encoded "
             "images (this model has no prior)" + (", projected to valid sparse codes." if model.sparse_codes else ".")
         )
-    grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=_scale(ctx))
+    grid = images.grid(ops.decode(model, z), cols=int(np.ceil(np.sqrt(n))), scale=scale(ctx))
     st.image(grid, width="stretch")
     st.download_button("PNG grid", lambda: images.png_bytes(grid), "samples.png", "image/png")
     return [overlay_trace(ctx.map.projection.transform(z), "samples", name="samples")]
@@ -378,6 +380,8 @@ def _traverse_all(ctx: Context, i: int) -> list[dict]:
     """Every latent dimension of image i at once: one row per dimension, the informative ones first (a VAE's by
     KL, with a bar chart of KL per dimension; other models by their spread over the data; an SAE's by this
     image's active features, strongest first)."""
+    from explorer.maps import ops
+
     model = state.model(ctx.ckpt)
     lat = ctx.map.encoded.latents
     z = lat[i]
@@ -400,8 +404,8 @@ def _traverse_all(ctx: Context, i: int) -> list[dict]:
         return []
     path = ops.traverse_all(lat, z, order, ALL_STEPS, sparse=model.sparse_codes)
     frames = ops.decode(model, path)
-    st.markdown(f"**#{i} ({_label(ctx, i)})**: {why}; each row sweeps one from low to high")
-    st.image(images.labelled_rows(frames, labels, ALL_STEPS, scale=_scale(ctx, 40)), width="stretch")
+    st.markdown(f"**#{i} ({label(ctx, i)})**: {why}; each row sweeps one from low to high")
+    st.image(images.labelled_rows(frames, labels, ALL_STEPS, scale=scale(ctx, 40)), width="stretch")
     if kl is not None:
         ranked = np.sort(kl)[::-1]
         st.plotly_chart(
@@ -418,6 +422,8 @@ def _traverse_all(ctx: Context, i: int) -> list[dict]:
 
 
 def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
+    from explorer.maps import ops
+
     st.subheader("Traverse")
     lat = ctx.map.encoded.latents
     n = len(lat)
@@ -448,24 +454,24 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     if sparse:
         # a sparse code is zero almost everywhere: start from this image's strongest unit
         top = int(np.argmax(z))
-        label = f"{code.capitalize()} (this image's strongest is {top})"
-        dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, top, key=f"trav_dim_{i}"))
+        title = f"{code.capitalize()} (this image's strongest is {top})"
+        dim = int(c2.number_input(title, 0, ctx.ckpt.latent_dim - 1, top, key=f"trav_dim_{i}"))
     else:
         spread = lat.std(0)
-        label = code.capitalize()
-        dim = int(c2.number_input(label, 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
+        title = code.capitalize()
+        dim = int(c2.number_input(title, 0, ctx.ckpt.latent_dim - 1, int(np.argmax(spread)), key="trav_dim"))
     steps = st.slider("Steps", 3, 32, key=_seeded("trav_steps", 12))
     values = ops.traverse_range(lat, dim, n=steps, sparse=sparse)
     path = ops.traverse(z, dim, values)
     frames = ops.decode(model, path)
-    st.markdown(f"**#{i} ({_label(ctx, i)})**, {code} {dim} from {values[0]:.2f} to {values[-1]:.2f}")
-    st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=_scale(ctx)), width="stretch")
+    st.markdown(f"**#{i} ({label(ctx, i)})**, {code} {dim} from {values[0]:.2f} to {values[-1]:.2f}")
+    st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=scale(ctx)), width="stretch")
     d1, d2 = st.columns(2)
     d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=_scale(ctx))), "traversal.png", "image/png"
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=scale(ctx))), "traversal.png", "image/png"
     )
     d2.download_button(
-        "Animated GIF", lambda: images.gif_bytes(frames, scale=_scale(ctx, 112)), "traversal.gif", "image/gif"
+        "Animated GIF", lambda: images.gif_bytes(frames, scale=scale(ctx, 112)), "traversal.gif", "image/gif"
     )
     pts = ctx.map.projection.transform(path)
     return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer import load_checkpoint
+from explorer.checkpoint import load_checkpoint
 from explorer.data import load_dataset, to_float
 from explorer.errors import DatasetError
 from explorer.maps.pipeline import CHECKPOINT_DIR

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer import load_checkpoint, models, read_metadata
+from explorer import models
+from explorer.checkpoint import load_checkpoint, read_metadata
 from explorer.cli import main
 from explorer.train import epoch_indices, load_resume, lr_at, save_resume
 
