@@ -29,7 +29,7 @@ from explorer import models
 from explorer.errors import CheckpointError, ConfigError
 from explorer.importers.infer import settle_choices
 from explorer.importers.layers import DEFAULT_SHAPES, importable_kinds
-from explorer.importers.options import Decision, ImportOptions, ImportReport, OptionError
+from explorer.importers.options import Decision, ImportOptions, ImportReport, OptionError, SampleImages
 from explorer.models.backbones import ACTIVATIONS
 from explorer.models.layerstack import Stack, output_shape, shapes
 from explorer.untrusted import keras_graph
@@ -376,3 +376,12 @@ def import_keras(name: str, data: bytes, options: ImportOptions) -> tuple[Autoen
     if file.keras_version is not None:
         report.remarks.append(f"saved by Keras {file.keras_version}")
     return model.eval(), report
+
+
+def load_keras(
+    files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
+) -> tuple[Autoencoder, ImportReport]:
+    """The importer's loader: one ``.keras`` file; the open choices are tried on ``options.dataset``, since the
+    file records the input shape that picks the sample images."""
+    ((name, data),) = files
+    return import_keras(name, data, options)

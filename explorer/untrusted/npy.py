@@ -56,6 +56,8 @@ def npy_header(
             "explorer never does for uploads. Store numbers, and class names as fixed-width strings "
             "(np.array(names, dtype=str))."
         )
+    if any(d < 0 for d in shape):  # numpy's header reader lets these through; they would pass the size check
+        raise error(f"{label}: {info.filename!r} is not a valid .npy array (its shape {shape} has a negative size)")
     header = NpyHeader(dtype, tuple(int(d) for d in shape))
     if header.nbytes > min(info.file_size, max_bytes):
         raise error(
