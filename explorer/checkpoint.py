@@ -7,10 +7,10 @@ JSON header, then the raw tensor bytes. The header's ``__metadata__`` holds
     format_version  "1"
     explorer        JSON: {"config": ..., "dataset": ..., "training": ..., "metrics": ...}
 
-Loading reads at most ``explorer.untrusted.MAX_FILE_BYTES``, validates the header
-(``explorer.untrusted.safetensors_header``: sizes, offsets, dtypes) before any tensor
-is allocated, then checks every key and shape against the model that the config
-describes. Nothing here unpickles.
+Loading reads at most ``explorer.untrusted.MAX_FILE_BYTES``; the header (sizes, offsets,
+dtypes) and the metadata document are parsed by ``explorer.untrusted.safetensors_file``
+before any tensor is allocated; then every key and shape is checked against the model
+that the config describes. Nothing here unpickles.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError, ConfigError
-from explorer.untrusted import Source, read_bounded, safetensors_header, sniff
+from explorer.untrusted.files import Source, read_bounded, sniff
+from explorer.untrusted.safetensors_file import SafetensorsHeader, read_document, read_header
 
 if TYPE_CHECKING:  # torch is imported when a model is built, so reading metadata stays light
     import torch
@@ -46,38 +47,18 @@ _FOREIGN = {
 }
 
 
-def _read(source: Source) -> tuple[bytes, dict[str, Any]]:
+def _read(source: Source) -> tuple[bytes, SafetensorsHeader]:
     """(the file's bytes, its validated safetensors header); foreign formats are named, not parsed."""
     label = None if isinstance(source, bytes | bytearray | memoryview) else Path(source).name
     buf = read_bounded(source, what="checkpoint file")
     hint = _FOREIGN.get(sniff(buf) or "")
     if hint:
         raise CheckpointError(f"{label}: {hint}" if label else hint)
-    header, _ = safetensors_header(buf, label=label)
-    return buf, header
+    return buf, read_header(buf, label=label)
 
 
-def _metadata(header: dict[str, Any]) -> dict[str, Any]:
-    meta = header.get("__metadata__") or {}
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            "this safetensors file has no latent-explorer metadata (it may hold bare weights); "
-            "convert it with `python -m explorer import FILE --out OUT.safetensors --kind KIND`"
-        )
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint format version {version!r} is not supported; this build reads {FORMAT_VERSION!r}"
-        )
-    try:
-        doc = json.loads(meta.get("explorer", ""))
-    except RecursionError:
-        raise CheckpointError("the 'explorer' metadata is nested too deeply to be a checkpoint's") from None
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"the 'explorer' metadata is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
-        raise CheckpointError("the 'explorer' metadata must be a JSON object with a 'config' object")
-    return doc
+def _metadata(header: SafetensorsHeader) -> dict[str, Any]:
+    return read_document(header.metadata, format=FORMAT, version=FORMAT_VERSION)
 
 
 def read_metadata(source: Source) -> dict[str, Any]:
@@ -101,7 +82,7 @@ def load_checkpoint(source: Source, *, device: str | torch.device = "cpu") -> Au
         raise CheckpointError(f"invalid model config in checkpoint: {exc}") from None
 
     expected = model.state_dict()
-    found = {k: v for k, v in header.items() if k != "__metadata__"}
+    found = header.tensors
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
@@ -112,13 +93,14 @@ def load_checkpoint(source: Source, *, device: str | torch.device = "cpu") -> Au
             parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
         raise CheckpointError(f"weights do not match a {model.kind} model of this config: " + "; ".join(parts))
     for key, tensor in expected.items():
-        shape = found[key]["shape"]
+        shape = list(found[key].shape)
         if list(tensor.shape) != shape:
             raise CheckpointError(f"tensor {key!r} has shape {shape}, expected {list(tensor.shape)} for this config")
         byte_buffer = tensor.dtype == torch.uint8  # raw bytes a model keeps as state (an ONNX model's graphs)
-        if (found[key]["dtype"] != "U8") if byte_buffer else (found[key]["dtype"] not in FLOAT_DTYPES):
-            expected = "U8 (bytes)" if byte_buffer else "a float type"
-            raise CheckpointError(f"tensor {key!r} has dtype {found[key]['dtype']}, expected {expected}")
+        dtype = found[key].dtype
+        if (dtype != "U8") if byte_buffer else (dtype not in FLOAT_DTYPES):
+            want = "U8 (bytes)" if byte_buffer else "a float type"
+            raise CheckpointError(f"tensor {key!r} has dtype {dtype}, expected {want}")
 
     tensors = st_load(buf)  # the header was validated above, so this allocates only what the file holds
     for key, tensor in tensors.items():

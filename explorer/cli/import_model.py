@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from explorer.checkpoint import save_checkpoint
     from explorer.data import dataset_names
     from explorer.errors import CheckpointError
-    from explorer.importers import LABELS, ImportOptions, describe, import_files
+    from explorer.importers import ImportOptions, describe, import_files, labels
     from explorer.untrusted import read_bounded
 
     files = [(Path(raw).name, read_bounded(raw, what="model file")) for raw in args.files]
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         raise _with_flag(exc) from None
     dataset = {"name": args.dataset} if args.dataset else {}
-    if report.source == LABELS["explorer"]:  # already ours: keep what it records about its data, training and metrics
+    if report.source == labels()["explorer"]:  # already ours: keep what it records about its data, training and metrics
         save_checkpoint(model, args.out, dataset=dataset or model.info.get("dataset", {}))
     else:
         training = {"device": "imported", "source": f"{report.source}: {', '.join(report.files)}"}

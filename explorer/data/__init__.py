@@ -5,7 +5,7 @@ labels with -1 where unknown; ``to_float`` turns the images into the (N, C, H, W
 
 - ``dataset``: the ``Dataset`` type and shape conversions (``to_float``, ``fit_to_shape``);
 - ``builtin``: ``load_dataset`` and where each built-in set is found;
-- ``idx``: the IDX (MNIST) file format;
+- ``read_idx``: the IDX (MNIST) file format, parsed by ``explorer.untrusted.idx``;
 - ``uploads``: ``load_user_dataset`` for a stranger's .npz or .zip of images.
 """
 
@@ -19,8 +19,8 @@ from explorer.data.builtin import (
     load_dataset,
 )
 from explorer.data.dataset import Dataset, fit_to_shape, to_float
-from explorer.data.idx import read_idx
 from explorer.data.uploads import DEFAULT_LIMITS, Limits, load_user_dataset
+from explorer.untrusted.idx import read_idx
 
 __all__ = [
     "DEFAULT_LIMITS",

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from explorer.data.dataset import Dataset, readonly
-from explorer.data.idx import read_idx
 from explorer.errors import DatasetError
+from explorer.untrusted.idx import read_idx
 
 SPLITS = ("train", "test", "all")  # all: train then test, as one dataset
 DIGIT_NAMES = [str(i) for i in range(10)]

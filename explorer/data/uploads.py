@@ -1,14 +1,13 @@
 """Datasets people upload: a .npz of arrays or a .zip of PNG/JPEG images in class folders.
 
-Uploads are hostile until proven otherwise: the file is read through ``explorer.untrusted`` (one size limit,
-format by content, the zip-bomb check on the archive's directory), every .npy header and image header is
-checked before its data is decoded, nothing is unpickled and nothing is written to disk.
+Uploads are hostile until proven otherwise: every byte is parsed by ``explorer.untrusted`` (one size limit,
+format by content, the zip-bomb check on the archive's directory, .npy headers and image headers checked
+before their data is decoded); this module checks what the arrays hold. Nothing is unpickled and nothing is
+written to disk.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from explorer.data.dataset import (
     to_channels,
 )
 from explorer.errors import DatasetError
-from explorer.untrusted import human_size, open_member, open_zip, read_bounded, sniff
-
-_IMAGE_FORMATS = ("PNG", "JPEG")
+from explorer.untrusted.archive import member_path, open_member, open_zip
+from explorer.untrusted.files import human_size, read_bounded, sniff
+from explorer.untrusted.images import decode_image
+from explorer.untrusted.npy import load_npy, npy_header
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def load_user_dataset(
     with open_zip(data, label=label, max_unpacked=limits.max_bytes, error=DatasetError) as archive:
         infos = archive.infolist()
         members = sorted(
-            ((path, info) for info in infos if (path := _member_path(info.filename)) is not None), key=lambda m: m[0]
+            ((path, info) for info in infos if (path := member_path(info.filename)) is not None), key=lambda m: m[0]
         )
         if members and all(path[-1].endswith(".npy") for path, _ in members):
             images, labels, class_names = _read_npz(archive, members, label, limits)
@@ -92,58 +92,7 @@ def load_user_dataset(
     return Dataset(label, readonly(images), readonly(labels), class_names)
 
 
-def _member_path(name: str) -> tuple[str, ...] | None:
-    """The parts of a member's path, or None for members never read: folders, hidden files, unsafe paths."""
-    name = name.replace("\\", "/")
-    if name.endswith("/") or name.startswith("/") or ":" in name.split("/")[0]:  # folder, absolute, drive letter
-        return None
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if not parts or ".." in parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-        return None
-    return parts
-
-
 # --- .npz
-
-
-def _npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, limits: Limits) -> tuple[np.dtype, tuple]:
-    """dtype and shape from a member's .npy header, checked before its data is touched."""
-    fmt = np.lib.format
-    key = info.filename[:-4]
-    with open_member(archive, info, label=label, error=DatasetError) as f:
-        try:
-            version = fmt.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = fmt.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = fmt.read_array_header_2_0(f)
-            else:
-                raise DatasetError(
-                    f"{label}: array {key!r} uses .npy format version {version}; save it with numpy's np.savez"
-                )
-        except ValueError as exc:
-            raise DatasetError(f"{label}: {info.filename!r} is not a valid .npy array ({exc})") from None
-    if dtype.hasobject:
-        raise DatasetError(
-            f"{label}: array {key!r} holds Python objects (dtype {dtype}); reading those needs unpickling, which the "
-            "explorer never does for uploads. Store numbers, and class names as fixed-width strings "
-            "(np.array(names, dtype=str))."
-        )
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes > min(info.file_size, limits.max_bytes):
-        raise DatasetError(
-            f"{label}: array {key!r} declares shape {shape} ({nbytes} bytes) but its member holds {info.file_size} bytes "
-            f"(limit {limits.max_bytes})"
-        )
-    return dtype, shape
-
-
-def _load_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> np.ndarray:
-    with open_member(archive, info, label=label, error=DatasetError) as f:
-        try:
-            return np.load(f, allow_pickle=False)
-        except ValueError as exc:
-            raise DatasetError(f"{label}: array {info.filename[:-4]!r} cannot be read ({exc})") from None
 
 
 def _image_layout(shape: tuple, label: str, limits: Limits) -> str:
@@ -200,11 +149,11 @@ def _read_npz(
             f"{label} has no 'images' array (it holds: {', '.join(sorted(arrays))}); "
             "save with np.savez(path, images=..., labels=...)"
         )
-    dtype, shape = _npy_header(archive, arrays["images"], label, limits)
+    dtype, shape = npy_header(archive, arrays["images"], label=label, max_bytes=limits.max_bytes)
     if dtype.kind not in "buif":
         raise DatasetError(f"{label}: 'images' has dtype {dtype}; expected uint8, another integer type, bool or float")
     layout = _image_layout(shape, label, limits)
-    images = _load_npy(archive, arrays["images"], label)
+    images = load_npy(archive, arrays["images"], label=label)
     if layout == "nchw":
         images = images.transpose(0, 2, 3, 1)
     if images.ndim == 4 and images.shape[3] == 1:
@@ -214,20 +163,20 @@ def _read_npz(
 
     labels = np.full(n, -1, dtype=np.int64)
     if "labels" in arrays:
-        dtype, shape = _npy_header(archive, arrays["labels"], label, limits)
+        dtype, shape = npy_header(archive, arrays["labels"], label=label, max_bytes=limits.max_bytes)
         if dtype.kind not in "iu" or shape != (n,):
             raise DatasetError(f"{label}: 'labels' must be integers of shape ({n},), found {dtype} {shape}")
-        labels = _load_npy(archive, arrays["labels"], label).astype(np.int64)
+        labels = load_npy(archive, arrays["labels"], label=label).astype(np.int64)
         if n and labels.min() < -1:
             raise DatasetError(f"{label}: 'labels' must be >= 0 (or -1 for unknown), found {labels.min()}")
     class_names: list[str] = []
     if "class_names" in arrays:
-        dtype, shape = _npy_header(archive, arrays["class_names"], label, limits)
+        dtype, shape = npy_header(archive, arrays["class_names"], label=label, max_bytes=limits.max_bytes)
         if dtype.kind != "U" or len(shape) != 1:
             raise DatasetError(
                 f"{label}: 'class_names' must be a 1-D array of strings (np.array(names, dtype=str)), found {dtype} {shape}"
             )
-        class_names = [str(s) for s in _load_npy(archive, arrays["class_names"], label)]
+        class_names = [str(s) for s in load_npy(archive, arrays["class_names"], label=label)]
     top = int(labels.max()) if n else -1
     if class_names and top >= len(class_names):
         raise DatasetError(f"{label}: labels go up to {top} but only {len(class_names)} class names are given")
@@ -240,44 +189,8 @@ def _read_npz(
 
 
 def _decode_image(data: bytes, name: str, label: str, limits: Limits, *, single: bool = False) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 (H, W) when gray, (H, W, 3) when colour. ``single``: one uploaded image, not a zip member."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data), formats=_IMAGE_FORMATS) as img:
-            w, h = img.size  # from the header; nothing is decoded yet
-            if w * h > 4 * limits.max_side**2:
-                raise DatasetError(
-                    (f"{label} is" if single else f"{label}: {name} is")
-                    + f" {h}x{w} pixels; images may have at most {4 * limits.max_side**2} pixels"
-                    + (f" (e.g. {2 * limits.max_side}x{2 * limits.max_side}); scale it down first" if single else "")
-                )
-            img.load()
-            if img.mode.startswith("I"):  # 16-bit PNG: keep the high byte
-                return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-            if img.mode in ("1", "L", "LA"):
-                return np.asarray(img.convert("L"))
-            rgb = np.asarray(img.convert("RGB"))
-    except DatasetError:
-        raise
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as exc:  # UnidentifiedImageError is an OSError
-        if single:  # PIL's text names an in-memory buffer here, which helps nobody
-            raise DatasetError(
-                f"{label} is not a readable PNG or JPEG image: it is damaged or truncated; export it again"
-            ) from None
-        raise DatasetError(
-            f"{label}: member {name!r} is not a readable PNG or JPEG image ({exc}); the .zip may only hold images, "
-            "one folder per class"
-        ) from None
-    # Palette or RGB files whose channels agree are gray: keeps gray sets single-channel.
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return np.ascontiguousarray(rgb[..., 0])
-    return rgb
+    """An image of at most 4 * max_side^2 pixels (a 2x larger square than kept, so it can be scaled down)."""
+    return decode_image(data, max_pixels=4 * limits.max_side**2, name=name, label=label, single=single)
 
 
 def _read_image_zip(

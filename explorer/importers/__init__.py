@@ -15,20 +15,31 @@ message is a sentence in the user's terms, naming no command-line flag and no wi
 setting an import option is an ``OptionError`` whose ``option`` names the ``ImportOptions`` field, so the command
 line can add its flag and the app its field label.
 
-The format is decided by content (``explorer.untrusted.sniff``, zip member names) and, for ONNX, by the name.
-What a file leaves open is worked out from sample images (``explorer.importers.infer``); the ``ImportReport``
+The formats are a table (``explorer.importers.formats``): each row a sniff, a loader with one signature
+``(files, options, sample) -> (model, report)``, a label and its file extensions; ``detect_format``, ``labels``,
+``accepted``, ``extensions`` and the dispatch all read it, and ``register`` adds a row. The format is decided by
+content (``explorer.untrusted``: magic bytes, zip member names) and, for ONNX, by the name. What a file leaves open is worked out from sample images (``explorer.importers.infer``); the ``ImportReport``
 says what was decided and how, and is stored in ``model.config.notes``.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
+from explorer.data import dataset_names
 from explorer.errors import CheckpointError, ExplorerError
+from explorer.importers.formats import (
+    TABLE,
+    Format,
+    accepted,
+    detect_format,
+    extensions,
+    labels,
+    refusal,
+    register,
+    row,
+)
 from explorer.importers.options import (
     Decision,
     ImportOptions,
@@ -37,7 +48,9 @@ from explorer.importers.options import (
     SampleImages,
     option_label,
 )
-from explorer.untrusted import MAX_FILE_BYTES, check_size, safetensors_header, sniff
+from explorer.models.backbones import ACTIVATIONS
+from explorer.models.config import INPUT_RANGES, OUTPUT_ACTIVATIONS
+from explorer.untrusted import MAX_FILE_BYTES, check_size
 
 if TYPE_CHECKING:
     from explorer.models.base import Autoencoder
@@ -46,104 +59,32 @@ __all__ = [
     "ACCEPTED",
     "LABELS",
     "Decision",
+    "Format",
     "ImportOptions",
     "ImportReport",
     "OptionError",
+    "accepted",
     "describe",
     "detect_format",
+    "extensions",
     "import_files",
     "import_model",
+    "labels",
+    "register",
 ]
 
 
-ACCEPTED = (
-    "accepted: an encoder and a decoder exported to ONNX (two .onnx files); a PyTorch state_dict saved with "
-    "torch.save(model.state_dict(), 'model.pt') (one file, or two: encoder and decoder); a bare safetensors "
-    "state_dict; a Keras 3 .keras file; a latent-explorer .safetensors checkpoint."
-)
-
-LABELS = {
-    "explorer": "latent-explorer checkpoint",
-    "torch": "torch state_dict",
-    "safetensors": "safetensors state_dict",
-    "keras": "keras",
-    "onnx": "onnx",
-}
-
-
-def _zip_names(data: bytes) -> list[str] | None:
-    # the names only, from the central directory; open_zip checks the archive before anything is unpacked
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return archive.namelist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError):
-        return None
-
-
-def detect_format(name: str, data: bytes) -> str:
-    """One of: empty, explorer, safetensors, torch, keras, onnx, torchscript, pickle, hdf5, zip, broken-zip, unknown.
-
-    ``explorer`` and ``safetensors`` are both safetensors files; ``explorer`` carries our metadata. A file named
-    ``.onnx`` is ``onnx`` whatever it holds: the ONNX importer checks the content and says what is wrong.
-    """
-    from explorer.checkpoint import FORMAT
-
-    found = sniff(data)
-    if found == "empty":
-        return found
-    if found == "onnx" or name.lower().endswith(".onnx"):
-        return "onnx"
-    if found == "zip":
-        names = _zip_names(data)
-        if names is None:
-            return "broken-zip"
-        if any(n.endswith("constants.pkl") or "/code/" in n or n.startswith("code/") for n in names):
-            return "torchscript"
-        if "config.json" in names and "model.weights.h5" in names:
-            return "keras"
-        if any(n.endswith("data.pkl") for n in names):
-            return "torch"
-        return "zip"
-    if found == "safetensors":
-        try:
-            meta = safetensors_header(data, label=name)[0].get("__metadata__")
-        except CheckpointError:
-            return "explorer"  # a damaged safetensors file: the checkpoint loader names the fault
-        return "explorer" if isinstance(meta, dict) and meta.get("format") == FORMAT else "safetensors"
-    if found in ("pickle", "hdf5"):
-        return found
-    lower = name.lower()
-    if lower.endswith(".safetensors"):
-        return "explorer"  # not safetensors at all: the checkpoint loader says what is wrong
-    if lower.endswith((".pkl", ".pickle")):
-        return "pickle"
-    return "unknown"
-
-
-def _refuse(fmt: str, name: str, data: bytes) -> CheckpointError:
-    save = "torch.save(model.state_dict(), 'model.pt')"
-    reasons = {
-        "empty": "the file is empty.",
-        "torchscript": f"TorchScript archives are not supported; save the state_dict with {save} instead, or export "
-        "the encoder and the decoder to ONNX.",
-        "pickle": "this is a legacy or raw pickle file, and pickles are never unpickled here (unpickling can run "
-        f"arbitrary code); save the state_dict with a current torch.save: {save}.",
-        "hdf5": "an HDF5 file (a legacy Keras .h5 model or a bare .weights.h5) holds no architecture the importer "
-        "can read; save the model in the Keras 3 format with model.save('model.keras').",
-        "broken-zip": "this is a zip archive (a torch.save or .keras file?) but it is truncated or corrupt; copy or "
-        "download it again.",
-        "zip": f"a zip archive that is neither a torch.save file nor a .keras model; {ACCEPTED}",
-    }
-    reason = reasons.get(fmt) or f"the file is not a model format the explorer reads; {ACCEPTED}"
-    return CheckpointError(f"{name}: {reason}")
+def __getattr__(name: str) -> Any:
+    # the names older callers use, read from the table at each use, so a registered format is in them
+    if name == "LABELS":
+        return labels()
+    if name == "ACCEPTED":
+        return accepted()
+    raise AttributeError(f"module 'explorer.importers' has no attribute {name!r}")
 
 
 def _check_options(options: ImportOptions) -> None:
     """Refuse option values that no importer could use, naming the option."""
-    from explorer.data import dataset_names
-    from explorer.models.backbones import ACTIVATIONS
-    from explorer.models.config import INPUT_RANGES, OUTPUT_ACTIVATIONS
-
     allowed = {
         "activation": list(ACTIVATIONS),
         "latent_activation": list(ACTIVATIONS),
@@ -185,11 +126,11 @@ def import_files(
     options = options or ImportOptions()
     try:
         _check_options(options)
-        model, report, ours = _import(files, options, sample)
+        model, report, fmt = _import(files, options, sample)
     except ExplorerError as exc:
         exc.args = (_sentence(str(exc)),)  # messages from the loaders below are clauses; keep type and attributes
         raise
-    if not ours:  # a checkpoint of ours keeps the notes it was saved with
+    if not fmt.keeps_notes:  # a checkpoint of ours keeps the notes it was saved with
         model.config.notes = report.to_dict()
     return model, report
 
@@ -201,118 +142,36 @@ def import_model(files: list[tuple[str, bytes]], **options: Any) -> Autoencoder:
 
 def _import(
     files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
-) -> tuple[Autoencoder, ImportReport, bool]:
+) -> tuple[Autoencoder, ImportReport, Format]:
+    """Detect each file's format, refuse what no row loads, and hand the files to their rows' one loader."""
     if not files:
-        raise CheckpointError(f"no file given; {ACCEPTED}")
-    if len(files) > 2:
+        raise CheckpointError(f"no file given; {accepted()}")
+    if len(files) > max(n for r in TABLE for n in r.counts):
         raise CheckpointError(f"{len(files)} files given; import one model file, or two (an encoder and a decoder).")
     for name, data in files:
         check_size(len(data), label=name, limit=MAX_FILE_BYTES, error=CheckpointError)
     formats = [detect_format(name, data) for name, data in files]
+    known = labels()
     for fmt, (name, data) in zip(formats, files):
-        if fmt not in LABELS:
-            raise _refuse(fmt, name, data)
-    names = [name for name, _ in files]
-    if "onnx" in formats:
-        if formats != ["onnx", "onnx"]:
-            raise CheckpointError(
-                f"{' and '.join(names)}: an ONNX export holds one network; import the encoder's .onnx file and the "
-                "decoder's .onnx file together."
-            )
-        return (*_import_onnx(files, options, sample), False)
-    if len(files) == 2 and any(fmt not in ("torch", "safetensors") for fmt in formats):
-        found = " and ".join(f"{name} ({LABELS[fmt]})" for fmt, name in zip(formats, names))
-        raise CheckpointError(
-            f"two files can only be an encoder and a decoder state_dict (torch.save or safetensors); got {found}."
-        )
-    name, data = files[0]
-    if formats[0] == "explorer":
-        from explorer.checkpoint import load_checkpoint
-
-        report = ImportReport(LABELS["explorer"], names)
-        if options.chosen():
-            report.remarks.append(
-                "a latent-explorer checkpoint records its own architecture; the options were not used"
-            )
-        try:
-            return load_checkpoint(data), report, True
-        except CheckpointError as exc:  # read from bytes, the loader cannot name the file
-            raise CheckpointError(f"{name}: {exc}") from None
-    if formats[0] == "keras":
-        return (*_import_keras(name, data, options), False)
-    model, info = _import_state_dicts(files, formats, options)
-    label = LABELS["torch" if "torch" in formats else "safetensors"]
-    return (*_finish(model, info, options, sample, ImportReport(label, names)), False)
+        if fmt not in known:
+            raise refusal(name, fmt, data)
+    rows = [row(fmt) for fmt in formats]
+    first = min(rows, key=TABLE.index)  # names the import: a torch file before a safetensors one
+    if any(r.load is not first.load for r in rows) or len(files) not in first.counts:
+        raise _unpaired(rows, [name for name, _ in files])
+    assert first.load is not None  # every row in labels() has a loader
+    model, report = first.load(files, options, sample)
+    report.source = first.label
+    return model, report, first
 
 
-def _import_onnx(
-    files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
-) -> tuple[Autoencoder, ImportReport]:
-    from explorer.importers.onnx import import_onnx
-
-    return import_onnx(files, options, sample)
-
-
-def _import_keras(name: str, data: bytes, options: ImportOptions) -> tuple[Autoencoder, ImportReport]:
-    """The one call into the Keras importer, which reads what the file records and settles the rest itself."""
-    from explorer.importers.keras import import_keras
-
-    return import_keras(name, data, options)
-
-
-def _import_state_dicts(
-    files: list[tuple[str, bytes]], formats: list[str], options: ImportOptions
-) -> tuple[Autoencoder, dict[str, Any]]:
-    from explorer.importers import torch_state
-
-    def load(name: str, data: bytes, fmt: str) -> tuple[str, dict, list[str], list[str]]:
-        if fmt == "torch":
-            return (name, *torch_state.load_state_dict_safely(data, name))
-        return (name, *torch_state.load_safetensors_state(data, name), [])
-
-    # two torch files load in two limited children at once: most of each load is starting Python and torch
-    with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        futures = [pool.submit(load, name, data, fmt) for (name, data), fmt in zip(files, formats)]
-        states = [future.result() for future in futures]
-    model, info = torch_state.import_state_dicts([(n, t, o) for n, t, o, _ in states], options)
-    info["remarks"] = [r for *_, rs in states for r in rs] + info["remarks"]
-    return model, info
-
-
-def _finish(
-    model: Autoencoder,
-    info: dict[str, Any],
-    options: ImportOptions,
-    sample: SampleImages | None,
-    report: ImportReport,
-) -> tuple[Autoencoder, ImportReport]:
-    """Settle what the file left open and fill in the report."""
-    from explorer.importers.infer import CHOICES, settle_choices, with_choices
-
-    decided: dict[str, Decision] = {}
-    for d in info.get("decisions", []):
-        if d.source == "user" and getattr(options, d.name, None) is None:
-            d.source = "file"  # an importer passed on what its file says as if it were an option
-        decided[d.name] = d
-    remarks = list(info.get("remarks", []))
-    # a choice the user set always wins, also where an importer did not take it
-    user = {c: getattr(options, c) for c in CHOICES if getattr(options, c) is not None}
-    for name, value in user.items():
-        found = decided.get(name)
-        if found is not None and found.source == "file" and found.value != value:
-            remarks.append(f"the file records {found.value} for the {option_label(name)}; your choice {value} is used")
-        decided[name] = Decision(name, value, "user")
-    changed = {c: v for c, v in user.items() if getattr(model.config, c) != v}
-    if changed:
-        model = with_choices(model, changed)
-    open_choices = [c for c in info.get("open", []) if c not in user]
-    model, inferred, inferred_remarks = settle_choices(model, open_choices, sample=sample, dataset=options.dataset)
-    order = ["kind", "input_shape", *CHOICES]
-    decisions = [*decided.values(), *inferred]
-    report.decisions = sorted(decisions, key=lambda d: order.index(d.name) if d.name in order else len(order))
-    report.remarks = remarks + inferred_remarks
-    report.shapes = {k: str(info[k]) for k in ("encoder", "decoder") if info.get(k)}
-    return model.eval(), report
+def _unpaired(rows: list[Format], names: list[str]) -> CheckpointError:
+    """Why these files do not make one model: said by a row that needs a partner, else one that takes two."""
+    found = " and ".join(f"{name} ({r.label})" for r, name in zip(rows, names))
+    alone = [r for r in rows if 1 not in r.counts]
+    several = [r for r in rows if len(rows) in r.counts]
+    why = next((r.pairing for r in alone + several if r.pairing), "each file is a whole model; import one")
+    return CheckpointError(f"{why}; got {found}.")
 
 
 def describe(model: Autoencoder) -> list[str]:

@@ -1,15 +1,15 @@
 """Import a Keras 3 ``.keras`` file (a zip of ``config.json`` + ``model.weights.h5``) without Keras.
 
-``config.json`` is read as data (``explorer.importers.keras_graph``): a Sequential or Functional model of
+``config.json`` is read as data (``explorer.untrusted.keras_graph``): a Sequential or Functional model of
 common image layers, or an encoder and a decoder model inside one, becomes the chain of layers from the
 input to the reconstruction. The chain is split where the file says (between an encoder and a decoder model,
 or at a VAE's ``z_mean`` / ``z_log_var`` heads) or else at its bottleneck, the narrowest intermediate output.
 Both halves become ``explorer.models.layerstack`` specs; the model runs channels-first inside, with
 flatten and reshape in Keras' channels-last order, so its numbers are Keras'.
 
-HDF5 is parsed by native code, so ``model.weights.h5`` is read in the limited child process
-(``explorer.untrusted.child``, mode keras-h5): it is told every variable's path and Keras shape, checks
-them all before reading any, and reads only plain datasets inside the file.
+Every byte of the file is read by ``explorer.untrusted.keras`` (the archive, the JSON, and through the
+limited child process the HDF5 weights); this module works on what it hands back: the chain of layers, their
+specs, and the variables as arrays.
 
 The file records every activation: what the user left open is taken from it, and a choice that contradicts
 it is refused. Two choices no file records are the user's or tried on sample images
@@ -19,31 +19,26 @@ it is refused. Two choices no file records are the user's or tried on sample ima
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from explorer import models
 from explorer.errors import CheckpointError, ConfigError
-from explorer.importers import keras_graph
-from explorer.importers.keras_graph import Chain, Op
-from explorer.importers.layers import DEFAULT_SHAPES
-from explorer.importers.options import Decision, ImportOptions, ImportReport, OptionError
-from explorer.untrusted import MAX_FILE_BYTES, human_size, open_zip, read_member
-from explorer.untrusted.sandbox import run_child
+from explorer.importers.infer import settle_choices
+from explorer.importers.layers import DEFAULT_SHAPES, importable_kinds
+from explorer.importers.options import Decision, ImportOptions, ImportReport, OptionError, SampleImages
+from explorer.models.backbones import ACTIVATIONS
+from explorer.models.layerstack import Stack, output_shape, shapes
+from explorer.untrusted import keras_graph
+from explorer.untrusted.keras import H5Layer, read_h5_variables, read_keras
+from explorer.untrusted.keras_graph import Chain, Op
 
 if TYPE_CHECKING:
-    import torch
-
     from explorer.models.base import Autoencoder
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.weights.h5"
-METADATA_NAME = "metadata.json"
-MAX_CONFIG_BYTES = 16 * 2**20
-MAX_WEIGHT_BYTES = 512 * 2**20  # every variable read, together
-MAX_H5_FILE_BYTES = MAX_WEIGHT_BYTES + 64 * 2**20  # the weights plus HDF5 bookkeeping and optimizer state
-MAX_METADATA_BYTES = 2**20
 # Layers that only move values around: an activation before them can be taken as the model's last.
 SHAPE_ONLY = ("reshape", "flatten")
 DECISION_ORDER = [
@@ -55,34 +50,6 @@ DECISION_ORDER = [
     "input_range",
     "dataset",
 ]
-
-
-def _read_zip(data: bytes, name: str) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
-    """(config, weights h5 bytes, metadata), each member's size checked before it is unpacked."""
-    with open_zip(data, label=name, max_unpacked=MAX_FILE_BYTES, error=CheckpointError) as archive:
-        infos = {info.filename: info for info in archive.infolist()}
-        limits = {CONFIG_NAME: MAX_CONFIG_BYTES, WEIGHTS_NAME: MAX_H5_FILE_BYTES, METADATA_NAME: MAX_METADATA_BYTES}
-        for member, limit in limits.items():
-            info = infos.get(member)
-            if info is None and member != METADATA_NAME:
-                raise CheckpointError(f"{name}: the .keras archive has no {member}; it is not a Keras 3 model file")
-            if info is not None and info.file_size > limit:
-                raise CheckpointError(
-                    f"{name}: {member} is {human_size(info.file_size)}; the limit is {human_size(limit)}"
-                )
-        config_text = read_member(archive, CONFIG_NAME, label=name, error=CheckpointError)
-        meta_text = (
-            read_member(archive, METADATA_NAME, label=name, error=CheckpointError) if METADATA_NAME in infos else b"{}"
-        )
-        weights = read_member(archive, WEIGHTS_NAME, label=name, error=CheckpointError)
-    try:
-        config = json.loads(config_text.decode("utf-8"))
-        meta = json.loads(meta_text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise CheckpointError(f"{name}: config.json or metadata.json is not valid JSON") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{name}: config.json must hold a JSON object")
-    return config, weights, meta if isinstance(meta, dict) else {}
 
 
 def _input_shape(
@@ -139,8 +106,6 @@ class _Weighted:
 
 
 def _shape_after(specs: list[dict[str, Any]], shape: tuple[int, ...], op: Op, source: str) -> tuple[int, ...]:
-    from explorer.models.layerstack import output_shape
-
     for spec in specs:
         try:
             shape = output_shape(spec, shape, f"{source}: layer {op.name!r}")
@@ -256,8 +221,6 @@ def _variables(w: _Weighted) -> list[tuple[int, str, list[int]]]:
 
 def _torch_params(kind: str, found: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Keras variables -> the layerstack module's parameters (torch layout)."""
-    import torch
-
     if kind == "dense":
         return {"weight": found["kernel"].T, **({"bias": found["bias"]} if "bias" in found else {})}
     if kind == "batch_norm":
@@ -274,18 +237,16 @@ def _torch_params(kind: str, found: dict[str, torch.Tensor]) -> dict[str, torch.
 
 
 def _read_weights(weights: bytes, weighted: list[_Weighted], source: str) -> dict[tuple[str, int], dict]:
-    """{(part, index): module parameters}, read by the limited child process."""
-    entries, owners = [], []
+    """{(part, index): module parameters} from the variables the limited child read."""
+    layers, owners = [], []
     for w in weighted:
         variables = _variables(w)
         for n, op in enumerate(w.ops):
-            entries.append({"name": op.name, "paths": op.paths, "vars": [[v, s] for m, v, s in variables if m == n]})
+            layers.append(H5Layer(op.name, op.paths, [(v, s) for m, v, s in variables if m == n]))
             owners.append((w, n))
-    request = {"layers": [entries], "max_weight_bytes": MAX_WEIGHT_BYTES}
-    tensors, _ = run_child("keras-h5", weights, label=source, request=request)
     out: dict[tuple[str, int], dict] = {}
-    for i, (w, n) in enumerate(owners):
-        found = {key.split(".", 2)[2]: t for key, t in tensors.items() if key.startswith(f"0.{i}.")}
+    for (w, n), arrays in zip(owners, read_h5_variables(weights, layers, label=source)):
+        found = {k: torch.from_numpy(a) for k, a in arrays.items()}
         kind = w.spec["type"]
         params = _torch_params("dense" if kind == "heads" else kind, found)
         if kind == "heads":
@@ -322,9 +283,6 @@ def _decide(report: ImportReport, name: str, found: str, asked: str | None, what
 
 def _kind(heads: bool, asked: str | None, source: str) -> tuple[str, str]:
     """(kind, where it came from): the file's encoder has one output per latent value, or two (a VAE)."""
-    from explorer import models
-    from explorer.importers.layers import importable_kinds
-
     need = 2 if heads else 1
     fitting = [k for k in importable_kinds() if models.model_class(k).encoder_heads == need]
     if asked is None:
@@ -341,8 +299,6 @@ def _kind(heads: bool, asked: str | None, source: str) -> tuple[str, str]:
 
 def _summary(specs: list[dict[str, Any]], shape: tuple[int, ...]) -> str:
     """'28x28x1 -> conv2d 28x28x32 -> max_pool 14x14x32 -> ...': the layers with their outputs, Keras order."""
-    from explorer.models.layerstack import shapes
-
     steps = ["x".join(map(str, _keras_channels_last(shape)))]
     for spec, out in zip(specs, shapes(specs, shape, "summary")):
         if spec["type"] != "activation":
@@ -352,11 +308,6 @@ def _summary(specs: list[dict[str, Any]], shape: tuple[int, ...]) -> str:
 
 def _build(cfg: Any, params: dict[tuple[str, int], dict[str, torch.Tensor]], source: str) -> Autoencoder:
     """The model of ``cfg`` holding the file's weights (built on the meta device: nothing is initialised)."""
-    import torch
-
-    from explorer import models
-    from explorer.models.layerstack import Stack
-
     with torch.device("meta"):
         model = models.build(cfg)
     prefixes = {m.part: prefix for prefix, m in model.named_modules() if isinstance(m, Stack)}
@@ -375,14 +326,8 @@ def import_keras(name: str, data: bytes, options: ImportOptions) -> tuple[Autoen
     refused; what it leaves open is the user's or tried on sample images of ``options.dataset`` (default: a
     built-in dataset of the model's input shape).
     """
-    from explorer import models
-    from explorer.importers.infer import settle_choices
-    from explorer.models.backbones import ACTIVATIONS
-
-    config, weights, meta = _read_zip(data, name)
-    chain = keras_graph.read_chain(config, name)
-    if not chain.ops:
-        raise CheckpointError(f"{name}: the model has no layers between its input and its output")
+    file = read_keras(data, name)
+    chain = file.chain
     shape, lead, shape_source = _input_shape(chain.input_dims, options.input_shape, name)
     parts, weighted, latent, why = _assemble(chain, shape, lead, name)
     report = ImportReport(source="keras", files=[name])
@@ -423,12 +368,20 @@ def import_keras(name: str, data: bytes, options: ImportOptions) -> tuple[Autoen
         )
     except ConfigError as exc:
         raise CheckpointError(f"{name}: the model does not fit the explorer: {exc}") from None
-    model = _build(cfg, _read_weights(weights, weighted, name), name)
+    model = _build(cfg, _read_weights(file.weights, weighted, name), name)
     open_choices = [c for c in choices if c not in chosen]
     model, decisions, remarks = settle_choices(model, open_choices, dataset=options.dataset)
     report.decisions = sorted(report.decisions + decisions, key=lambda d: DECISION_ORDER.index(d.name))
     report.remarks += remarks
-    version = meta.get("keras_version")
-    if isinstance(version, str):
-        report.remarks.append(f"saved by Keras {version[:20]}")
+    if file.keras_version is not None:
+        report.remarks.append(f"saved by Keras {file.keras_version}")
     return model.eval(), report
+
+
+def load_keras(
+    files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
+) -> tuple[Autoencoder, ImportReport]:
+    """The importer's loader: one ``.keras`` file; the open choices are tried on ``options.dataset``, since the
+    file records the input shape that picks the sample images."""
+    ((name, data),) = files
+    return import_keras(name, data, options)

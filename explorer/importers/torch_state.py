@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError
+from explorer.importers.infer import CHOICES, settle_choices, with_choices
 from explorer.importers.layers import Layer, model_from_layers
-from explorer.importers.options import ImportOptions
-from explorer.untrusted import MAX_FILE_BYTES, human_size, load_safetensors, open_zip
+from explorer.importers.options import Decision, ImportOptions, ImportReport, SampleImages, option_label
+from explorer.untrusted import MAX_FILE_BYTES, human_size, load_safetensors, open_zip, sniff
 from explorer.untrusted.sandbox import MEMORY_LIMIT_BYTES, TIMEOUT_S, run_child
 
 if TYPE_CHECKING:
@@ -157,3 +159,56 @@ def import_state_dicts(
         return model, info
     assert first_error is not None
     raise first_error
+
+
+def load_state_dicts(
+    files: list[tuple[str, bytes]], options: ImportOptions, sample: SampleImages | None
+) -> tuple[Autoencoder, ImportReport]:
+    """The importer of one state_dict file, or two (an encoder and a decoder), each a ``torch.save`` file or a
+    bare safetensors file: the layers are matched by name, what the files leave open is settled."""
+
+    def load(name: str, data: bytes) -> tuple[str, dict, list[str], list[str]]:
+        if sniff(data) == "safetensors":
+            return (name, *load_safetensors_state(data, name), [])
+        return (name, *load_state_dict_safely(data, name))
+
+    # two torch files load in two limited children at once: most of each load is starting Python and torch
+    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+        states = list(pool.map(lambda f: load(*f), files))
+    model, info = import_state_dicts([(n, t, o) for n, t, o, _ in states], options)
+    info["remarks"] = [r for *_, rs in states for r in rs] + info["remarks"]
+    return _finish(model, info, options, sample, ImportReport("state_dict", [name for name, _ in files]))
+
+
+def _finish(
+    model: Autoencoder,
+    info: dict[str, Any],
+    options: ImportOptions,
+    sample: SampleImages | None,
+    report: ImportReport,
+) -> tuple[Autoencoder, ImportReport]:
+    """Settle what the file left open and fill in the report."""
+    decided: dict[str, Decision] = {}
+    for d in info.get("decisions", []):
+        if d.source == "user" and getattr(options, d.name, None) is None:
+            d.source = "file"  # an importer passed on what its file says as if it were an option
+        decided[d.name] = d
+    remarks = list(info.get("remarks", []))
+    # a choice the user set always wins, also where an importer did not take it
+    user = {c: getattr(options, c) for c in CHOICES if getattr(options, c) is not None}
+    for name, value in user.items():
+        found = decided.get(name)
+        if found is not None and found.source == "file" and found.value != value:
+            remarks.append(f"the file records {found.value} for the {option_label(name)}; your choice {value} is used")
+        decided[name] = Decision(name, value, "user")
+    changed = {c: v for c, v in user.items() if getattr(model.config, c) != v}
+    if changed:
+        model = with_choices(model, changed)
+    open_choices = [c for c in info.get("open", []) if c not in user]
+    model, inferred, inferred_remarks = settle_choices(model, open_choices, sample=sample, dataset=options.dataset)
+    order = ["kind", "input_shape", *CHOICES]
+    decisions = [*decided.values(), *inferred]
+    report.decisions = sorted(decisions, key=lambda d: order.index(d.name) if d.name in order else len(order))
+    report.remarks = remarks + inferred_remarks
+    report.shapes = {k: str(info[k]) for k in ("encoder", "decoder") if info.get(k)}
+    return model.eval(), report

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError
-from explorer.untrusted import MAX_FILE_BYTES, human_size, load_safetensors
 from explorer.untrusted.child import OUT_OF_MEMORY, REFUSED
+from explorer.untrusted.files import MAX_FILE_BYTES, human_size
+from explorer.untrusted.safetensors_file import load_safetensors
 
 if TYPE_CHECKING:
     import torch

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import data, untrusted
+from explorer import data
 from explorer.data import Dataset, Limits, builtin, load_dataset, load_user_dataset, read_idx, to_float
 from explorer.errors import DatasetError
+from explorer.untrusted import archive
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -363,7 +364,7 @@ def test_zip_bomb_refused_from_directory():
 
 
 def test_zip_too_many_members(monkeypatch):
-    monkeypatch.setattr(untrusted, "MAX_ZIP_MEMBERS", 5)
+    monkeypatch.setattr(archive, "MAX_ZIP_MEMBERS", 5)
     members = {f"{i}.png": b"x" for i in range(6)}
     with pytest.raises(DatasetError, match="6 entries; at most 5"):
         load_user_dataset(zip_bytes(members))

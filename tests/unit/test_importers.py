@@ -632,7 +632,7 @@ def test_one_zip_check_for_every_archive(caller, monkeypatch):
     make, load = BOMBS[caller]
     with pytest.raises(ExplorerError, match=r"would expand \d+x .* beyond the 200x allowed; it looks like a zip bomb"):
         load(make())
-    monkeypatch.setattr(untrusted, "MAX_ZIP_MEMBERS", 1)
+    monkeypatch.setattr(untrusted.archive, "MAX_ZIP_MEMBERS", 1)
     with pytest.raises(ExplorerError, match="has 2 entries; at most 1 are allowed"):
         load(make())
 
@@ -642,8 +642,8 @@ def test_zip_entries_are_counted_before_zipfile_reads_the_directory(monkeypatch)
         raise AssertionError("zipfile parsed a directory that was over the entry limit")
 
     blob = _bomb_zip("a", "b")
-    monkeypatch.setattr(untrusted, "MAX_ZIP_MEMBERS", 1)
-    monkeypatch.setattr(untrusted.zipfile, "ZipFile", boom)
+    monkeypatch.setattr(untrusted.archive, "MAX_ZIP_MEMBERS", 1)
+    monkeypatch.setattr(untrusted.archive.zipfile, "ZipFile", boom)
     with pytest.raises(CheckpointError, match="2 entries"):
         untrusted.open_zip(blob, label="many.zip", max_unpacked=2**30, error=CheckpointError)
 

@@ -1,4 +1,5 @@
-"""IDX files (the MNIST format), plain or gzip-compressed."""
+"""IDX files (the MNIST format), plain or gzip-compressed: the header is checked and the data read in bounded
+chunks, so neither a lying header nor a gzip bomb allocates more than the shape it declares."""
 
 from __future__ import annotations
 

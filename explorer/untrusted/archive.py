@@ -1,0 +1,121 @@
+"""Zip archives from strangers: the directory is checked (entries, unpacked size, compression ratio) before any
+member is unpacked, and member paths are taken apart before any is trusted.
+
+The one zip-bomb check, for dataset uploads, ``torch.save`` files and ``.keras`` files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from explorer.errors import ExplorerError
+from explorer.untrusted.files import human_size
+
+# Deflate cannot pass ~1032x, and real members stay far below 200x: torch.save stores tensors uncompressed
+# (1x), float weights deflate ~1.1x, PNGs are compressed already and compressed .npy image arrays land around
+# 2-20x. Members under 1 MiB are exempt: they cannot exhaust memory, and small all-zero arrays (labels of one
+# class) legitimately compress by far more.
+MAX_ZIP_RATIO = 200
+ZIP_RATIO_EXEMPT_BYTES = 2**20
+# 100,000 images (the largest dataset upload) plus their class folders; torch.save writes one member per
+# tensor storage and a .keras file about four.
+MAX_ZIP_MEMBERS = 120_000
+
+_CENTRAL_DIR_SIGNATURE = b"PK\x01\x02"
+_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error)
+
+
+def zip_entries(data: bytes) -> int:
+    """At least the number of directory entries of a zip archive, counted without parsing it.
+
+    zipfile builds one object per directory entry before anything can be counted, and refuses an entry
+    without this signature, so the signature count bounds its work (an over-count only refuses sooner).
+    """
+    return data.count(_CENTRAL_DIR_SIGNATURE)
+
+
+def zip_names(data: bytes) -> list[str] | None:
+    """The member names from the directory (nothing is unpacked), or None when the archive cannot be read or
+    lists more than ``MAX_ZIP_MEMBERS`` entries (``open_zip`` says which)."""
+    if zip_entries(data) > MAX_ZIP_MEMBERS:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.namelist()
+    except _ERRORS:
+        return None
+
+
+def open_zip(data: bytes, *, label: str, max_unpacked: int, error: type[ExplorerError]) -> zipfile.ZipFile:
+    """A zip archive whose directory passed the bomb checks; refused before any member is unpacked.
+
+    ``max_unpacked`` bounds the declared size of all members together. Read members with ``open_member``.
+    """
+    entries = zip_entries(data)
+    if entries > MAX_ZIP_MEMBERS:
+        raise error(f"{label} has {entries} entries; at most {MAX_ZIP_MEMBERS} are allowed")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = archive.infolist()
+    except _ERRORS:
+        raise error(
+            f"{label} is not a readable zip archive: it is truncated or corrupt; copy or download it again"
+        ) from None
+    total = sum(info.file_size for info in infos)
+    if total > max_unpacked:
+        raise error(f"{label} would unpack to {human_size(total)}; at most {human_size(max_unpacked)} is allowed")
+    for info in infos:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size >= ZIP_RATIO_EXEMPT_BYTES and ratio > MAX_ZIP_RATIO:
+            raise error(
+                f"{label}: member {info.filename!r} would expand {ratio:.0f}x ({info.compress_size} -> "
+                f"{info.file_size} bytes), beyond the {MAX_ZIP_RATIO}x allowed; it looks like a zip bomb and "
+                "was not unpacked"
+            )
+    return archive
+
+
+@contextlib.contextmanager
+def open_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo | str, *, label: str, error: type[ExplorerError]
+) -> Iterator[BinaryIO]:
+    """One member of an archive from ``open_zip``; zipfile stops at its declared size, which was checked."""
+    name = info if isinstance(info, str) else info.filename
+    try:
+        with archive.open(info) as member:
+            yield member  # type: ignore[misc]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        # BadZipFile's text is our kind of message ("Bad CRC-32 for file ...", "Truncated file header")
+        raise error(f"{label}: member {name!r} cannot be unpacked ({exc}); the archive is damaged") from None
+    except NotImplementedError:
+        raise error(f"{label}: member {name!r} uses a compression method this reader does not support") from None
+    except RuntimeError:  # zipfile's refusal of an encrypted member
+        raise error(f"{label}: member {name!r} is encrypted; store it without a password") from None
+
+
+def read_member(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo | str, *, label: str, error: type[ExplorerError]
+) -> bytes:
+    with open_member(archive, info, label=label, error=error) as member:
+        return member.read()
+
+
+# --- safetensors ------------------------------------------------------------------------------------------
+
+
+def member_path(name: str) -> tuple[str, ...] | None:
+    """The parts of a member's path, or None for members never read: folders, hidden files, and paths that are
+    absolute, start with a drive letter or climb out with ``..``."""
+    name = name.replace("\\", "/")
+    if name.endswith("/") or name.startswith("/") or ":" in name.split("/")[0]:  # folder, absolute, drive letter
+        return None
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if not parts or ".." in parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return None
+    return parts

@@ -1,0 +1,68 @@
+"""PNG and JPEG images from strangers, decoded into numpy arrays under a pixel bound read from the header.
+
+PIL's own bound (``Image.MAX_IMAGE_PIXELS``) is set here to ``MAX_IMAGE_PIXELS``, far above any image the
+explorer keeps, and its ``DecompressionBombWarning`` is turned into a refusal: a header that claims a huge size
+is refused before a byte of pixel data is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from explorer.errors import DatasetError
+
+FORMATS = ("PNG", "JPEG")
+# 16.8 million pixels (4096 x 4096): every caller's own bound is lower; this one holds for any PIL use here.
+MAX_IMAGE_PIXELS = 2**24
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+def decode_image(data: bytes, *, max_pixels: int, name: str, label: str, single: bool = False) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 (H, W) when grey, (H, W, 3) when colour.
+
+    ``max_pixels`` bounds width x height, checked from the header before decoding. ``single``: one uploaded
+    image called ``label``, not the member ``name`` of the archive ``label``; messages say which.
+    """
+    what = f"{label} is" if single else f"{label}: {name} is"
+    max_pixels = min(max_pixels, MAX_IMAGE_PIXELS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                w, h = img.size  # from the header; nothing is decoded yet
+                if w * h > max_pixels:
+                    side = math.isqrt(max_pixels)
+                    raise DatasetError(
+                        f"{what} {h}x{w} pixels; images may have at most {max_pixels} pixels"
+                        + (f" (e.g. {side}x{side}); scale it down first" if single else "")
+                    )
+                img.load()
+                if img.mode.startswith("I"):  # 16-bit PNG: keep the high byte
+                    return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                if img.mode in ("1", "L", "LA"):
+                    return np.asarray(img.convert("L"))
+                rgb = np.asarray(img.convert("RGB"))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DatasetError(
+            f"{what} an image whose header claims more than {MAX_IMAGE_PIXELS} pixels; it was refused before "
+            "decoding, as a decompression bomb would be. Scale it down first"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:  # UnidentifiedImageError is an OSError
+        if single:  # PIL's text names an in-memory buffer here, which helps nobody
+            raise DatasetError(
+                f"{label} is not a readable PNG or JPEG image: it is damaged or truncated; export it again"
+            ) from None
+        raise DatasetError(
+            f"{label}: member {name!r} is not a readable PNG or JPEG image ({exc}); the .zip may only hold images, "
+            "one folder per class"
+        ) from None
+    # Palette or RGB files whose channels agree are grey: keeps grey sets single-channel.
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0])
+    return rgb
