@@ -71,8 +71,8 @@ def table(report, title: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from explorer.checkpoint import load_checkpoint, read_metadata
     from explorer.errors import CheckpointError
-    from explorer.maps.pipeline import DiskCache, cache_dir, sha256
     from explorer.quality.report import QualityOptions, quality_report
+    from explorer.store import DiskCache, cache_dir, sha256
 
     path = Path(args.checkpoint)
     try:
