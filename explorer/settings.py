@@ -11,10 +11,10 @@
 | EXPLORER_CACHE_MAX_MB         | 2048                       | size of the map cache; oldest go first                |
 | EXPLORER_DEFAULT_CHECKPOINT   | fashion-mnist-vae-conv16   | the shipped checkpoint a new visitor sees first       |
 | EXPLORER_MAX_CONCURRENT_MAPS  | 1                          | maps computed at once; more requests wait their turn  |
-| EXPLORER_MAPS_MEMORY_MB       | 192                        | maps held in memory for every session together        |
-| EXPLORER_MODELS_MEMORY_MB     | 96                         | models held in memory (weights; the least used go)    |
-| EXPLORER_IMAGES_MEMORY_MB     | 128                        | image subsets held in memory                          |
-| EXPLORER_RESULTS_MEMORY_MB    | 128                        | what pages measured (figures, grids, curves, scores)  |
+| EXPLORER_MAPS_MEMORY_MB       | 160                        | maps held in memory for every session together        |
+| EXPLORER_MODELS_MEMORY_MB     | 64                         | models held in memory (weights; the least used go)    |
+| EXPLORER_IMAGES_MEMORY_MB     | 128                        | images held in memory: datasets, and subsets of them  |
+| EXPLORER_RESULTS_MEMORY_MB    | 96                         | what pages measured (figures, grids, curves, scores)  |
 | EXPLORER_CACHE_TTL_HOURS      | 6                          | anything held in memory and unused this long goes     |
 
 Switches take 1/0, true/false, yes/no or on/off; an empty value means the default. Every bad value is
@@ -69,10 +69,10 @@ class Settings:
     default_checkpoint: str = "fashion-mnist-vae-conv16"
     max_concurrent_maps: int = 1
     # what one server holds in memory for all its sessions, by kind; each gives up its least recently used
-    maps_memory_mb: int = 192
-    models_memory_mb: int = 96
+    maps_memory_mb: int = 160
+    models_memory_mb: int = 64
     images_memory_mb: int = 128
-    results_memory_mb: int = 128
+    results_memory_mb: int = 96
     cache_ttl_hours: float = 6.0
 
     @property

@@ -10,14 +10,15 @@ comment there says why.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from explorer import kept, settings
+from explorer import kept, runtime, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
 from explorer.maps.pipeline import CHECKPOINT_DIR, MapData, cached_map, compute_map, map_key, subset_for
@@ -43,7 +44,17 @@ def shared(budget: str, spinner: str | None = None):
     def cache_for(name: str) -> MemoryCache:
         return _memory(name, getattr(settings.current(), budget))
 
-    return memoized(cache_for, around=(lambda: st.spinner(spinner)) if spinner else nullcontext)
+    @contextmanager
+    def computing() -> Iterator[None]:
+        # what a computation freed goes back to the system, not into the heap's free lists for good
+        with runtime.trimmed_after():
+            if spinner:
+                with st.spinner(spinner):
+                    yield
+            else:
+                yield
+
+    return memoized(cache_for, around=computing)
 
 
 @dataclass
