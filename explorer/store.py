@@ -113,7 +113,9 @@ class DiskCache:
     ``max_age_s``: files unused for longer are gone (None: no age limit). ``private``: owner-only files and
     folder (other people's uploads). ``verify``: the key is the SHA-256 of the file's bytes, checked on every
     read; a file that no longer matches is deleted, never returned. ``add(data)`` stores bytes under their own
-    digest."""
+    digest. ``shipped``: a read-only folder of files that came with the explorer (checkpoints/bundles), read when
+    the store has no such file, so what was computed once for a shipped checkpoint is never computed on a server.
+    """
 
     def __init__(
         self,
@@ -124,6 +126,7 @@ class DiskCache:
         max_age_s: float | None = None,
         private: bool = False,
         verify: bool = False,
+        shipped: Path | None = None,
     ) -> None:
         # default: EXPLORER_CACHE_MAX_MB (explorer.settings), read when the store is made
         max_bytes = current_settings().cache_max_mb * 2**20 if max_bytes is None else int(max_bytes)
@@ -135,6 +138,7 @@ class DiskCache:
         self.suffix = suffix
         self.private = private
         self.verify = verify
+        self.shipped = None if shipped is None else Path(shipped)
 
     def path(self, key: str) -> Path:
         if not (isinstance(key, str) and key.isascii() and key.isalnum()):
@@ -147,7 +151,12 @@ class DiskCache:
         try:
             data = p.read_bytes()
         except OSError:
-            return None
+            if self.shipped is None:
+                return None
+            try:
+                return (self.shipped / p.name).read_bytes()
+            except OSError:
+                return None
         if self.verify and sha256(data) != key:
             p.unlink(missing_ok=True)  # damaged or replaced on disk: never hand it out
             return None

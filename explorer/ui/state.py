@@ -21,7 +21,15 @@ import streamlit as st
 from explorer import kept, runtime, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import Dataset, load_dataset
-from explorer.maps.pipeline import CHECKPOINT_DIR, MapData, cached_map, compute_map, map_key, subset_for
+from explorer.maps.pipeline import (
+    CHECKPOINT_DIR,
+    SHIPPED_BUNDLES,
+    MapData,
+    cached_map,
+    compute_map,
+    map_key,
+    subset_for,
+)
 from explorer.maps.projection import ProjectionParams
 from explorer.store import DiskCache, MemoryCache, cache_dir, data_digest, memoized, sha256
 
@@ -334,7 +342,8 @@ def _maps() -> MemoryCache:
 
 @st.cache_resource(show_spinner=False)  # one object per server: the files are bounded by EXPLORER_CACHE_MAX_MB
 def disk_cache() -> DiskCache:
-    return DiskCache(cache_dir())
+    # what the repository ships (the shipped sparse checkpoint's feature map) is read, never fitted on a server
+    return DiskCache(cache_dir(), shipped=SHIPPED_BUNDLES)
 
 
 def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> MapData | None:

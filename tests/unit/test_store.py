@@ -162,6 +162,17 @@ def test_age_limit_and_stale_temporary_files(tmp_path):
     assert cache.get(KEY[1]) is None, "past the age limit it is gone even before a prune"
 
 
+def test_shipped_files_are_read_when_the_store_has_none(tmp_path):
+    shipped = tmp_path / "bundles"
+    shipped.mkdir()
+    (shipped / f"{KEY[0]}.npz").write_bytes(b"shipped")
+    cache = DiskCache(tmp_path / "cache", max_bytes=100, shipped=shipped)
+    assert cache.get(KEY[0]) == b"shipped" and cache.get(KEY[1]) is None
+    cache.put(KEY[0], b"computed here")
+    assert cache.get(KEY[0]) == b"computed here", "the store's own file comes first"
+    assert (shipped / f"{KEY[0]}.npz").read_bytes() == b"shipped", "the shipped folder is never written"
+
+
 def test_a_missing_or_read_only_folder(tmp_path):
     cache = DiskCache(tmp_path / "nowhere", max_bytes=100)
     assert cache.get(KEY[0]) is None and cache.prune() == 0 and cache.total_bytes() == 0
