@@ -3,7 +3,7 @@
 import streamlit as st
 
 from explorer import settings
-from explorer.maps.pipeline import freeze_long_lived, tune_allocator
+from explorer.runtime import freeze_long_lived, tune_allocator
 from explorer.ui import auth, compare, export, features, fidelity, insight, links, metrics_page, upload, views
 
 tune_allocator()  # before the first map: big freed blocks go back to the system (see there)

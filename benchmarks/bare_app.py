@@ -14,8 +14,9 @@ import streamlit as st
 
 from explorer.data import load_dataset
 from explorer.figures import images
-from explorer.maps.pipeline import SHIPPED_BUNDLES, DiskCache, cached_map, data_digest, sha256
+from explorer.maps.pipeline import SHIPPED_BUNDLES, cached_map
 from explorer.maps.projection import ProjectionParams
+from explorer.store import DiskCache, data_digest, sha256
 
 # the app's default checkpoint and map size (explorer/ui/state.py, the sidebar's defaults)
 DEFAULT_CHECKPOINT = SHIPPED_BUNDLES.parent / "fashion-mnist-vae-conv16.safetensors"

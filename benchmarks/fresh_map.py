@@ -11,8 +11,9 @@ from pathlib import Path
 
 from explorer.checkpoint import load_checkpoint
 from explorer.data import load_dataset
-from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, compute_map, data_digest, sha256, subset_for
+from explorer.maps.pipeline import cached_map, compute_map, subset_for
 from explorer.maps.projection import ProjectionParams
+from explorer.store import DiskCache, cache_dir, data_digest, sha256
 
 N_IMAGES = 10000
 

@@ -80,7 +80,8 @@ def _latents(checkpoint: Path, cache: Path, split: str, n: int) -> tuple[np.ndar
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
     from explorer.maps.encode import Encoded, encode_dataset
-    from explorer.maps.pipeline import DiskCache, data_digest, latents_key, sha256, subset_for
+    from explorer.maps.pipeline import latents_key, subset_for
+    from explorer.store import DiskCache, data_digest, sha256
 
     raw = checkpoint.read_bytes()
     model = load_checkpoint(raw)

@@ -67,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
     from explorer.maps import mosaic, ops
-    from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps.pipeline import cached_map
     from explorer.maps.projection import ProjectionParams
+    from explorer.store import DiskCache, cache_dir, data_digest, sha256
 
     torch.set_num_threads(1)  # as the app's server (explorer/ui/state.py)
     raw = DEFAULT_CHECKPOINT.read_bytes()

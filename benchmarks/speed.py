@@ -135,8 +135,9 @@ def inverse_quality() -> dict[str, float]:
     import numpy as np
 
     from explorer.data import load_dataset
-    from explorer.maps.pipeline import DiskCache, cache_dir, cached_map, data_digest, sha256
+    from explorer.maps.pipeline import cached_map
     from explorer.maps.projection import Projection, ProjectionParams
+    from explorer.store import DiskCache, cache_dir, data_digest, sha256
 
     raw = DEFAULT_CHECKPOINT.read_bytes()
     ds = load_dataset("fashion-mnist", "test")

@@ -11,6 +11,11 @@
 | EXPLORER_CACHE_MAX_MB         | 2048                       | size of the map cache; oldest go first                |
 | EXPLORER_DEFAULT_CHECKPOINT   | fashion-mnist-vae-conv16   | the shipped checkpoint a new visitor sees first       |
 | EXPLORER_MAX_CONCURRENT_MAPS  | 1                          | maps computed at once; more requests wait their turn  |
+| EXPLORER_MAPS_MEMORY_MB       | 160                        | maps held in memory for every session together        |
+| EXPLORER_MODELS_MEMORY_MB     | 64                         | models held in memory (weights; the least used go)    |
+| EXPLORER_IMAGES_MEMORY_MB     | 128                        | images held in memory: datasets, and subsets of them  |
+| EXPLORER_RESULTS_MEMORY_MB    | 96                         | what pages measured (figures, grids, curves, scores)  |
+| EXPLORER_CACHE_TTL_HOURS      | 6                          | anything held in memory and unused this long goes     |
 
 Switches take 1/0, true/false, yes/no or on/off; an empty value means the default. Every bad value is
 reported at once, by name, with what it must be: a host sees all its typos in one error, not one per restart.
@@ -63,6 +68,12 @@ class Settings:
     cache_max_mb: int = 2048
     default_checkpoint: str = "fashion-mnist-vae-conv16"
     max_concurrent_maps: int = 1
+    # what one server holds in memory for all its sessions, by kind; each gives up its least recently used
+    maps_memory_mb: int = 160
+    models_memory_mb: int = 64
+    images_memory_mb: int = 128
+    results_memory_mb: int = 96
+    cache_ttl_hours: float = 6.0
 
     @property
     def kept_dir(self) -> Path:
@@ -80,6 +91,26 @@ class Settings:
     @property
     def kept_max_age_s(self) -> float:
         return self.kept_max_days * 86400.0
+
+    @property
+    def maps_memory_bytes(self) -> int:
+        return self.maps_memory_mb * 2**20
+
+    @property
+    def models_memory_bytes(self) -> int:
+        return self.models_memory_mb * 2**20
+
+    @property
+    def images_memory_bytes(self) -> int:
+        return self.images_memory_mb * 2**20
+
+    @property
+    def results_memory_bytes(self) -> int:
+        return self.results_memory_mb * 2**20
+
+    @property
+    def cache_ttl_s(self) -> float:
+        return self.cache_ttl_hours * 3600.0
 
 
 def _switch(text: str) -> bool:
@@ -114,6 +145,16 @@ def _days(text: str) -> float:
     return value
 
 
+def _hours(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError("is not a number of hours") from None
+    if not (math.isfinite(value) and 0 < value <= 24 * 365):
+        raise ValueError("must be more than 0 and at most 8760 hours")
+    return value
+
+
 def _folder(text: str) -> Path:
     # a relative folder is taken from the working directory now, so the whole process agrees on one place
     return Path(text.strip()).expanduser().absolute()
@@ -142,6 +183,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "cache_max_mb": ("EXPLORER_CACHE_MAX_MB", _whole(16, 1_048_576, "MB")),
     "default_checkpoint": ("EXPLORER_DEFAULT_CHECKPOINT", _checkpoint_name),
     "max_concurrent_maps": ("EXPLORER_MAX_CONCURRENT_MAPS", _whole(1, 64, "maps")),
+    "maps_memory_mb": ("EXPLORER_MAPS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
+    "models_memory_mb": ("EXPLORER_MODELS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
+    "images_memory_mb": ("EXPLORER_IMAGES_MEMORY_MB", _whole(0, 1_048_576, "MB")),
+    "results_memory_mb": ("EXPLORER_RESULTS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
+    "cache_ttl_hours": ("EXPLORER_CACHE_TTL_HOURS", _hours),
 }
 VARIABLES = tuple(var for var, _ in _FIELDS.values())
 

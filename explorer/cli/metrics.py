@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from explorer.errors import CheckpointError, MetricsError
 from explorer.maps.neighbours import no_progress
-from explorer.maps.pipeline import DiskCache, cache_dir, sha256
+from explorer.store import DiskCache, cache_dir, sha256
 
 if TYPE_CHECKING:
     from explorer.quality.metrics import QualityOptions, QualityReport

@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     from explorer.checkpoint import load_checkpoint
     from explorer.data import load_dataset
-    from explorer.maps.pipeline import SHIPPED_BUNDLES, DiskCache, cache_dir, compute_map, sha256, subset_for
+    from explorer.maps.pipeline import SHIPPED_BUNDLES, compute_map, subset_for
+    from explorer.store import DiskCache, cache_dir, sha256
 
     raw = Path(args.checkpoint).read_bytes()
     model = load_checkpoint(raw)

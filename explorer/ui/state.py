@@ -1,7 +1,10 @@
 """Everything the views share, cached: checkpoints, models, dataset subsets, maps, samplers.
 
 Objects shared across sessions are keyed by content digests (SHA-256 of checkpoint bytes,
-of the mapped images) and bounded in count and age.
+of the mapped images) and bounded in bytes and age: the big ones (models, image subsets, maps,
+what is measured on a map) by ``shared``, in budgets a host sets (EXPLORER_*_MEMORY_MB, see
+explorer.settings); a Streamlit cache only where its entry count bounds its bytes, which a
+comment there says why.
 """
 
 from __future__ import annotations
@@ -13,34 +16,33 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from explorer import kept, settings
+from explorer import kept, runtime, settings
 from explorer.checkpoint import read_metadata
 from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, load_dataset, load_user_dataset
 from explorer.errors import DatasetError
 from explorer.maps.pipeline import (
     CHECKPOINT_DIR,
-    DiskCache,
+    SHIPPED_BUNDLES,
     MapData,
-    MemoryCache,
-    cache_dir,
     cached_map,
     compute_map,
-    data_digest,
     map_key,
-    sha256,
     subset_for,
 )
 from explorer.maps.projection import ProjectionParams, warm_reference_umap_apart
+from explorer.store import DiskCache, MemoryCache, cache_dir, data_digest, memoized, sha256
 from explorer.untrusted import check_size, max_upload_bytes
 
 DEFAULT_CHECKPOINT = settings.Settings().default_checkpoint  # a host may choose another: EXPLORER_DEFAULT_CHECKPOINT
-TTL_S = 6 * 3600
+TTL_S = settings.current().cache_ttl_s  # EXPLORER_CACHE_TTL_HOURS: every cache of the app forgets what goes unused
 MAX_UPLOADS = 5  # per session, for models and for datasets
 FALLBACK_DATASET = "fashion-mnist"  # what a checkpoint opens on when it names no built-in dataset
 
@@ -51,6 +53,33 @@ def dataset_of(meta: dict) -> str | None:
     named = meta.get("dataset")
     name = named.get("name") if isinstance(named, dict) else None
     return name if name in dataset_names() else None
+
+
+@st.cache_resource(show_spinner=False)
+def _memory(name: str, max_bytes: int) -> MemoryCache:
+    """The server's byte-bounded cache for one function (a changed budget makes a new one, the old one unused)."""
+    return MemoryCache(max_bytes, TTL_S)
+
+
+def shared(budget: str, spinner: str | None = None):
+    """Like ``st.cache_resource`` (one result per argument values for every session; ``_``-prefixed arguments
+    are not part of the key), but bounded in bytes: ``budget`` names the Settings field of the cache's size.
+    The ``st.cache_resource`` of ``_memory`` holds it, so clearing Streamlit's caches clears these too."""
+
+    def cache_for(name: str) -> MemoryCache:
+        return _memory(name, getattr(settings.current(), budget))
+
+    @contextmanager
+    def computing() -> Iterator[None]:
+        # what a computation freed goes back to the system, not into the heap's free lists for good
+        with runtime.trimmed_after():
+            if spinner:
+                with st.spinner(spinner):
+                    yield
+            else:
+                yield
+
+    return memoized(cache_for, around=computing)
 
 
 @dataclass
@@ -168,6 +197,8 @@ def shipped_checkpoints() -> list[Path]:
     return paths
 
 
+# Entry count bounds bytes: an entry is a shipped checkpoint's JSON metadata and digest (a few kilobytes; the
+# bytes of the file are not kept), keyed by path and modification time.
 @st.cache_resource(max_entries=64, ttl=TTL_S, show_spinner=False)
 def _checkpoint_ref(path: str, mtime: float) -> CheckpointRef:
     data = Path(path).read_bytes()
@@ -178,7 +209,7 @@ def checkpoint_ref(path: Path) -> CheckpointRef:
     return _checkpoint_ref(str(path), path.stat().st_mtime)
 
 
-@st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Loading the model…")
+@shared("models_memory_bytes", spinner="Loading the model…")
 def _model(digest: str, _source: str | bytes):
     import torch
 
@@ -307,7 +338,7 @@ def dataset_size(name: str, split: str) -> int:
     return len(load_dataset(name, split))
 
 
-@st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Loading images…")
+@shared("images_memory_bytes", spinner="Loading images…")
 def _builtin_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     return _subset(load_dataset(name, split), n, input_shape)
 
@@ -330,14 +361,14 @@ def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, i
     return _builtin_subset(name, split, n, input_shape)
 
 
-@st.cache_resource(show_spinner=False)
 def _maps() -> MemoryCache:
-    return MemoryCache(max_entries=12, ttl_s=TTL_S)
+    return _memory("maps", settings.current().maps_memory_bytes)
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False)  # one object per server: the files are bounded by EXPLORER_CACHE_MAX_MB
 def disk_cache() -> DiskCache:
-    return DiskCache(cache_dir())
+    # what the repository ships (the shipped sparse checkpoint's feature map) is read, never fitted on a server
+    return DiskCache(cache_dir(), shipped=SHIPPED_BUNDLES)
 
 
 def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> MapData | None:
@@ -402,7 +433,7 @@ WARM_ENV = "EXPLORER_WARM_UMAP"  # "0": do not compile umap-learn in the backgro
 WARM_DELAY_S = 20.0  # after the first page: the first map and model load do not share the CPU with it
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False)  # one status dict per server
 def warm_reference_umap() -> dict:
     """Once per server: compile umap-learn's numba code in a child process (see
     ``projection.warm_reference_umap_apart``), started by a background thread once the server is first quiet, so
@@ -427,14 +458,14 @@ def warm_reference_umap() -> dict:
     return status
 
 
-@st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Fitting a Gaussian mixture to the encoded images…")
+@shared("results_memory_bytes", spinner="Fitting a Gaussian mixture to the encoded images…")
 def aggregate_posterior(key: str, _model, _latents: np.ndarray):
     from explorer.maps.ops import AggregatePosterior
 
     return AggregatePosterior.for_model(_model, _latents)
 
 
-@st.cache_resource(max_entries=8, ttl=TTL_S, show_spinner="Measuring each dimension's KL on the mapped images…")
+@shared("results_memory_bytes", spinner="Measuring each dimension's KL on the mapped images…")
 def kl_per_dimension(key: str, _model, _images: np.ndarray) -> np.ndarray | None:
     """A variational model's mean KL per latent dimension over a map's images (``ops.kl_per_dimension``)."""
     from explorer.maps.ops import kl_per_dimension as measure
@@ -450,7 +481,7 @@ class Faithfulness:
     measured_on: int  # images the two numbers were computed on
 
 
-@st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner=False)
+@shared("results_memory_bytes")
 def faithfulness(key: str, metric: str, _latents: np.ndarray, _embedding: np.ndarray) -> Faithfulness:
     """How well a map keeps its images' latent neighbourhoods (``explorer.maps.faithfulness``), once per map."""
     from explorer.maps import faithfulness as f

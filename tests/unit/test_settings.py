@@ -94,7 +94,7 @@ def test_the_upload_ceiling_is_the_largest_file_any_reader_accepts():
 
 
 def test_the_cache_follows_the_settings(tmp_path, monkeypatch):
-    from explorer.maps.pipeline import DiskCache, cache_dir
+    from explorer.store import DiskCache, cache_dir
 
     monkeypatch.setenv("EXPLORER_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("EXPLORER_CACHE_MAX_MB", "32")
