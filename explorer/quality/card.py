@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-from explorer import models
 from explorer.checkpoint import read_metadata
 
 
 def training_command(path: str, meta: dict) -> str:
     """The `python -m explorer train` line that reproduces a checkpoint, from its own metadata."""
+    from explorer import models  # the kind's defaults: its config class (a heavy import, for this line alone)
+
     cfg = dict(meta["config"])
     kind = cfg.pop("kind")
     defaults = models.config_class(kind)().to_dict()

@@ -40,9 +40,10 @@ from explorer.data import Dataset, fit_to_shape, load_dataset, to_float
 from explorer.errors import MetricsError
 from explorer.maps.encode import PerImage, map_batches, per_image
 from explorer.maps.neighbours import Progress, no_progress
-from explorer.maps.pipeline import DiskCache, data_digest, sha256, subset_for
+from explorer.maps.pipeline import subset_for
 from explorer.quality.anomaly import auroc
 from explorer.quality.probes import knn_accuracy, probe_accuracy
+from explorer.store import DiskCache, data_digest, sha256
 
 if TYPE_CHECKING:
     import torch
