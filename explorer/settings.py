@@ -92,21 +92,9 @@ class Settings:
     def kept_max_age_s(self) -> float:
         return self.kept_max_days * 86400.0
 
-    @property
-    def maps_memory_bytes(self) -> int:
-        return self.maps_memory_mb * 2**20
-
-    @property
-    def models_memory_bytes(self) -> int:
-        return self.models_memory_mb * 2**20
-
-    @property
-    def images_memory_bytes(self) -> int:
-        return self.images_memory_mb * 2**20
-
-    @property
-    def results_memory_bytes(self) -> int:
-        return self.results_memory_mb * 2**20
+    def memory_bytes(self, cache: str) -> int:
+        """The byte bound of one of the server's memory caches: "maps", "models", "images" or "results"."""
+        return int(getattr(self, f"{cache}_memory_mb")) * 2**20
 
     @property
     def cache_ttl_s(self) -> float:
@@ -135,24 +123,19 @@ def _whole(lo: int, hi: int, unit: str) -> Callable[[str], int]:
     return parse
 
 
-def _days(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError("is not a number of days") from None
-    if not (math.isfinite(value) and 0 < value <= 3650):
-        raise ValueError("must be more than 0 and at most 3650 days")
-    return value
+def _amount(unit: str, most: float):
+    """A parser of a positive, finite number of ``unit`` up to ``most`` (days a kept upload lives, hours of TTL)."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise ValueError(f"is not a number of {unit}") from None
+        if not (math.isfinite(value) and 0 < value <= most):
+            raise ValueError(f"must be more than 0 and at most {most:g} {unit}")
+        return value
 
-def _hours(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError("is not a number of hours") from None
-    if not (math.isfinite(value) and 0 < value <= 24 * 365):
-        raise ValueError("must be more than 0 and at most 8760 hours")
-    return value
+    return parse
 
 
 def _folder(text: str) -> Path:
@@ -177,7 +160,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "allow_uploads": ("EXPLORER_ALLOW_UPLOADS", _switch),
     "keep_uploads": ("EXPLORER_KEEP_UPLOADS", _switch),
     "kept_max_mb": ("EXPLORER_KEPT_MAX_MB", _whole(1, 1_048_576, "MB")),
-    "kept_max_days": ("EXPLORER_KEPT_MAX_DAYS", _days),
+    "kept_max_days": ("EXPLORER_KEPT_MAX_DAYS", _amount("days", 3650)),
     "max_upload_mb": ("EXPLORER_MAX_UPLOAD_MB", _whole(1, MAX_UPLOAD_MB_CEILING, "MB")),
     "cache_dir": ("EXPLORER_CACHE_DIR", _folder),
     "cache_max_mb": ("EXPLORER_CACHE_MAX_MB", _whole(16, 1_048_576, "MB")),
@@ -187,7 +170,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "models_memory_mb": ("EXPLORER_MODELS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
     "images_memory_mb": ("EXPLORER_IMAGES_MEMORY_MB", _whole(0, 1_048_576, "MB")),
     "results_memory_mb": ("EXPLORER_RESULTS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
-    "cache_ttl_hours": ("EXPLORER_CACHE_TTL_HOURS", _hours),
+    "cache_ttl_hours": ("EXPLORER_CACHE_TTL_HOURS", _amount("hours", 24 * 365)),
 }
 VARIABLES = tuple(var for var, _ in _FIELDS.values())
 

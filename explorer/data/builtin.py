@@ -100,7 +100,7 @@ def _load_cached(name: str, split: str, places: tuple[tuple[str, str | None], ..
     with _LOADING:
         if _loaded is None:
             settings = current_settings()
-            _loaded = MemoryCache(settings.images_memory_bytes, settings.cache_ttl_s)
+            _loaded = MemoryCache(settings.memory_bytes("images"), settings.cache_ttl_s)
         if (hit := _loaded.get(key)) is None:
             hit = _load_once(name, split, places)
             _loaded.put(key, hit)

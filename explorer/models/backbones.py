@@ -48,6 +48,12 @@ def _act(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def _code_layer(cfg: BodySpec, width: int, out_dim: int) -> list[nn.Module]:
+    """The encoder's last layer, from ``width`` features to the code (and the latent activation, if any)."""
+    act = [] if cfg.latent_activation == "identity" else [_act(cfg.latent_activation)]
+    return [nn.Linear(width, out_dim), *act]
+
+
 class MLP:
     name = "mlp"
     trainable_from_config = True
@@ -63,10 +69,7 @@ class MLP:
         for h in cfg.hidden:
             layers += [nn.Linear(width, h), _act(cfg.activation)]
             width = h
-        layers.append(nn.Linear(width, out_dim))
-        if cfg.latent_activation != "identity":
-            layers.append(_act(cfg.latent_activation))
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *_code_layer(cfg, width, out_dim))
 
     @staticmethod
     def decoder(cfg: BodySpec) -> nn.Sequential:
@@ -114,10 +117,7 @@ class Conv:
         if cfg.dense:
             layers += [nn.Linear(width, cfg.dense), _act(cfg.activation)]
             width = cfg.dense
-        layers.append(nn.Linear(width, out_dim))
-        if cfg.latent_activation != "identity":
-            layers.append(_act(cfg.latent_activation))
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *_code_layer(cfg, width, out_dim))
 
     @staticmethod
     def decoder(cfg: BodySpec) -> nn.Sequential:

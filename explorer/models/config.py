@@ -17,6 +17,18 @@ OUTPUT_ACTIVATIONS = ("sigmoid", "tanh", "identity")
 INPUT_RANGES = ("unit", "symmetric")
 
 
+def one_of(name: str, value: Any, options: tuple[str, ...] | list[str]) -> None:
+    """Refuse a config field whose value is not one of ``options``, naming them."""
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+
+
+def in_range(name: str, value: float, lo: float, hi: float) -> None:
+    """Refuse a config field outside [lo, hi]."""
+    if not lo <= float(value) <= hi:
+        raise ConfigError(f"{name} must be in [{lo:g}, {hi:g}], got {value}")
+
+
 @dataclass
 class ModelConfig:
     """Architecture of one model. Subclasses add the options of their kind."""
@@ -59,14 +71,9 @@ class ModelConfig:
         for name in ("activation", "latent_activation"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(ACTIVATIONS)}")
-        if self.recon_loss not in RECON_LOSSES:
-            raise ConfigError(f"recon_loss must be one of {', '.join(RECON_LOSSES)}, got {self.recon_loss!r}")
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ConfigError(
-                f"output_activation must be one of {', '.join(OUTPUT_ACTIVATIONS)}, got {self.output_activation!r}"
-            )
-        if self.input_range not in INPUT_RANGES:
-            raise ConfigError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {self.input_range!r}")
+        one_of("recon_loss", self.recon_loss, RECON_LOSSES)
+        one_of("output_activation", self.output_activation, OUTPUT_ACTIVATIONS)
+        one_of("input_range", self.input_range, INPUT_RANGES)
         if self.dense < 0:
             raise ConfigError(f"dense must be >= 0, got {self.dense}")
         BACKBONES[self.backbone].check(self)

@@ -9,6 +9,7 @@ import torch
 
 from explorer.errors import ConfigError
 from explorer.models.ae import AE, AEConfig
+from explorer.models.config import in_range, one_of
 
 NOISES = ("gaussian", "salt_pepper")
 
@@ -22,10 +23,8 @@ class DAEConfig(AEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.noise not in NOISES:
-            raise ConfigError(f"noise must be one of {', '.join(NOISES)}, got {self.noise!r}")
-        if not 0.0 <= float(self.noise_level) <= 1.0:
-            raise ConfigError(f"noise_level must be in [0, 1], got {self.noise_level}")
+        one_of("noise", self.noise, NOISES)
+        in_range("noise_level", self.noise_level, 0.0, 1.0)
 
 
 class DAE(AE):

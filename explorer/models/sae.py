@@ -20,7 +20,7 @@ from torch import nn
 from explorer.errors import ConfigError
 from explorer.models.backbones import BACKBONES
 from explorer.models.base import Autoencoder
-from explorer.models.config import ModelConfig
+from explorer.models.config import ModelConfig, one_of
 
 SPARSITY = ("topk", "l1")
 
@@ -57,8 +57,7 @@ class SAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sparsity not in SPARSITY:
-            raise ConfigError(f"sparsity must be one of {', '.join(SPARSITY)}, got {self.sparsity!r}")
+        one_of("sparsity", self.sparsity, SPARSITY)
         if self.aux_k < 1 or self.aux_coeff < 0 or self.dead_steps < 1:
             raise ConfigError("aux_k and dead_steps must be >= 1 and aux_coeff >= 0")
         if not 1 <= int(self.k) <= self.latent_dim:

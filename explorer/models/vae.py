@@ -7,10 +7,9 @@ from typing import ClassVar
 
 import torch
 
-from explorer.errors import ConfigError
 from explorer.models.backbones import BACKBONES
 from explorer.models.base import Autoencoder
-from explorer.models.config import ModelConfig
+from explorer.models.config import ModelConfig, in_range
 
 
 @dataclass
@@ -20,8 +19,7 @@ class VAEConfig(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= float(self.beta) <= 1000.0:
-            raise ConfigError(f"beta must be in [0, 1000], got {self.beta}")
+        in_range("beta", self.beta, 0.0, 1000.0)  # 1 is the evidence lower bound
 
 
 class VAE(Autoencoder):

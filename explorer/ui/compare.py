@@ -58,9 +58,21 @@ def _choices() -> tuple[state.CheckpointRef, state.CheckpointRef, str, str, int,
     ckpt_a = picked[0]
     sidebar.stage_checkpoint(ckpt_a)
     others = [n for n in names if n != ckpt_a.name]
+    home = state.home_dataset(ckpt_a)
     if st.session_state.get("cmp_b") not in others:
-        st.session_state["cmp_b"] = others[0]
-    name_b = sb.selectbox("Compared with (right)", others, key="cmp_b")
+        # the first partner trained on the same images, whose map is already made; with none, the person
+        # chooses: a partner on foreign images is a fresh layout of 10,000 points, not a thing to start unasked
+        same = [n for n in others if state.checkpoint(n).trained_on == home]
+        st.session_state["cmp_b"] = same[0] if same else None
+    name_b = sb.selectbox(
+        "Compared with (right)", others, key="cmp_b", index=None, placeholder="Choose a checkpoint to compare"
+    )
+    if name_b is None:
+        st.info(
+            f"No other checkpoint was trained on {home}. Choose one under **Compared with** in the sidebar: "
+            f"both will map {home}'s images, and the new map takes a minute to lay out."
+        )
+        return None
     ckpt_b = state.checkpoint(name_b)
     datasets = dataset_names()
     if st.session_state.get("cmp_ds") not in datasets:
@@ -140,11 +152,11 @@ def _metrics(ckpts: list[state.CheckpointRef], dataset: str, split: str, n: int)
 
 
 def compare_view() -> None:
+    st.subheader("Two checkpoints side by side")
     chosen = _choices()
     if chosen is None:
         return
     ckpt_a, ckpt_b, dataset, split, n, params = chosen
-    st.subheader("Two checkpoints side by side")
     if ckpt_a.digest == ckpt_b.digest:
         st.info("Both sides show the same checkpoint: choose another one on the right.")
     sides: dict[str, tuple] = {}

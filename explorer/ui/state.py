@@ -63,11 +63,11 @@ def _memory(name: str, max_bytes: int) -> MemoryCache:
 
 def shared(budget: str, spinner: str | None = None):
     """Like ``st.cache_resource`` (one result per argument values for every session; ``_``-prefixed arguments
-    are not part of the key), but bounded in bytes: ``budget`` names the Settings field of the cache's size.
+    are not part of the key), but bounded in bytes: ``budget`` names the cache's byte bound in Settings (``memory_bytes``).
     The ``st.cache_resource`` of ``_memory`` holds it, so clearing Streamlit's caches clears these too."""
 
     def cache_for(name: str) -> MemoryCache:
-        return _memory(name, getattr(settings.current(), budget))
+        return _memory(name, settings.current().memory_bytes(budget))
 
     @contextmanager
     def computing() -> Iterator[None]:
@@ -209,7 +209,7 @@ def checkpoint_ref(path: Path) -> CheckpointRef:
     return _checkpoint_ref(str(path), path.stat().st_mtime)
 
 
-@shared("models_memory_bytes", spinner="Loading the model…")
+@shared("models", spinner="Loading the model…")
 def _model(digest: str, _source: str | bytes):
     import torch
 
@@ -338,7 +338,7 @@ def dataset_size(name: str, split: str) -> int:
     return len(load_dataset(name, split))
 
 
-@shared("images_memory_bytes", spinner="Loading images…")
+@shared("images", spinner="Loading images…")
 def _builtin_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     return _subset(load_dataset(name, split), n, input_shape)
 
@@ -362,7 +362,7 @@ def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, i
 
 
 def _maps() -> MemoryCache:
-    return _memory("maps", settings.current().maps_memory_bytes)
+    return _memory("maps", settings.current().memory_bytes("maps"))
 
 
 @st.cache_resource(show_spinner=False)  # one object per server: the files are bounded by EXPLORER_CACHE_MAX_MB
@@ -458,14 +458,14 @@ def warm_reference_umap() -> dict:
     return status
 
 
-@shared("results_memory_bytes", spinner="Fitting a Gaussian mixture to the encoded images…")
+@shared("results", spinner="Fitting a Gaussian mixture to the encoded images…")
 def aggregate_posterior(key: str, _model, _latents: np.ndarray):
     from explorer.maps.ops import AggregatePosterior
 
     return AggregatePosterior.for_model(_model, _latents)
 
 
-@shared("results_memory_bytes", spinner="Measuring each dimension's KL on the mapped images…")
+@shared("results", spinner="Measuring each dimension's KL on the mapped images…")
 def kl_per_dimension(key: str, _model, _images: np.ndarray) -> np.ndarray | None:
     """A variational model's mean KL per latent dimension over a map's images (``ops.kl_per_dimension``)."""
     from explorer.maps.ops import kl_per_dimension as measure
@@ -481,7 +481,7 @@ class Faithfulness:
     measured_on: int  # images the two numbers were computed on
 
 
-@shared("results_memory_bytes")
+@shared("results")
 def faithfulness(key: str, metric: str, _latents: np.ndarray, _embedding: np.ndarray) -> Faithfulness:
     """How well a map keeps its images' latent neighbourhoods (``explorer.maps.faithfulness``), once per map."""
     from explorer.maps import faithfulness as f

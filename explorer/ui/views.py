@@ -321,15 +321,19 @@ def _interpolate_panel(ctx: Context, pick: Picked) -> list[dict]:
     st.markdown(f"**{what}**, {steps} steps, {method}")
     strip = images.grid(frames, cols=8, scale=scale(ctx))
     st.image(strip, width="stretch")
+    return _path_downloads(ctx, frames, path, "interpolation", [f"step {i}" for i in range(steps)])
+
+
+def _path_downloads(ctx: Context, frames: np.ndarray, path: np.ndarray, name: str, labels: list[str]) -> list[dict]:
+    """A decoded path's two downloads (PNG strip, animated GIF) and its line on the map."""
     d1, d2 = st.columns(2)
     d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=scale(ctx))), "interpolation.png", "image/png"
+        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=scale(ctx))), f"{name}.png", "image/png"
     )
     d2.download_button(
-        "Animated GIF", lambda: images.gif_bytes(frames, scale=scale(ctx, 112)), "interpolation.gif", "image/gif"
+        "Animated GIF", lambda: images.gif_bytes(frames, scale=scale(ctx, 112)), f"{name}.gif", "image/gif"
     )
-    pts = ctx.map.projection.transform(path)
-    return [overlay_trace(pts, "path", name="interpolation", labels=[f"step {i}" for i in range(steps)])]
+    return [overlay_trace(ctx.map.projection.transform(path), "path", name=name, labels=labels)]
 
 
 def interpolate_view() -> None:
@@ -466,15 +470,7 @@ def _traverse_panel(ctx: Context, pick: Picked) -> list[dict]:
     frames = ops.decode(model, path)
     st.markdown(f"**#{i} ({label(ctx, i)})**, {code} {dim} from {values[0]:.2f} to {values[-1]:.2f}")
     st.image(images.grid(frames, cols=steps if steps <= 8 else -(-steps // 2), scale=scale(ctx)), width="stretch")
-    d1, d2 = st.columns(2)
-    d1.download_button(
-        "PNG strip", lambda: images.png_bytes(images.strip(frames, scale=scale(ctx))), "traversal.png", "image/png"
-    )
-    d2.download_button(
-        "Animated GIF", lambda: images.gif_bytes(frames, scale=scale(ctx, 112)), "traversal.gif", "image/gif"
-    )
-    pts = ctx.map.projection.transform(path)
-    return [overlay_trace(pts, "path", name="traversal", labels=[f"{v:.2f}" for v in values])]
+    return _path_downloads(ctx, frames, path, "traversal", [f"{v:.2f}" for v in values])
 
 
 def traverse_view() -> None:

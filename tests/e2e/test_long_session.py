@@ -7,8 +7,7 @@ docs/BENCHMARKS.md, "Memory over a long session"."""
 import re
 
 import pytest
-from test_browser import wait_for_map  # tests/e2e is on the path: pytest imports by name
-from test_links import IDLE, _choose_checkpoint
+from browsing import IDLE, choose_checkpoint, wait_for_map  # tests/e2e is on the path: pytest imports by name
 
 from benchmarks.load import server_pid, tree_rss_mb
 from explorer.maps.pipeline import CHECKPOINT_DIR
@@ -74,7 +73,7 @@ def test_every_page_of_every_checkpoint_stays_within_the_memory_bound(server, pa
     for i, name in enumerate(names):
         if i:  # the session's checkpoint changes on the map page; the other pages follow it
             _open(page, *PAGES[0])
-            _choose_checkpoint(page, name)
+            choose_checkpoint(page, name)
             page.wait_for_function(f"() => location.search.includes('ckpt={name}')", timeout=60_000)
             page.wait_for_function(IDLE, timeout=240_000)
             wait_for_map(page)
