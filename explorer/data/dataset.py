@@ -57,6 +57,20 @@ def readonly(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> (N, H, W, 3) uint8."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise DatasetError(f"images must be uint8, got {images.dtype}")
+    if images.ndim == 3:
+        images = images[..., None]  # (N, H, W, 1)
+    if images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise DatasetError(f"images must be (N, H, W), (N, H, W, 1) or (N, H, W, 3), got {images.shape}")
+    if images.shape[3] == 1:
+        return np.repeat(images, 3, axis=3)
+    return images
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W) or (N, H, W, C) -> float32 (N, C, H, W) in [0, 1]."""
     if images.dtype != np.uint8 or images.ndim not in (3, 4):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from explorer.data.dataset import to_rgb
 from explorer.errors import ExplorerError
 
 MAX_SCALE = 32
@@ -15,20 +16,6 @@ MIN_GIF_DURATION_MS = 20  # browsers show shorter GIF frame delays as 100 ms
 
 class ImageError(ExplorerError):
     """Images of a shape or type that cannot be shown."""
-
-
-def to_rgb(images: np.ndarray) -> np.ndarray:
-    """uint8 (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> (N, H, W, 3) uint8."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise ImageError(f"images must be uint8, got {images.dtype}")
-    if images.ndim == 3:
-        images = images[..., None]  # (N, H, W, 1)
-    if images.ndim != 4 or images.shape[3] not in (1, 3):
-        raise ImageError(f"images must be (N, H, W), (N, H, W, 1) or (N, H, W, 3), got {images.shape}")
-    if images.shape[3] == 1:
-        return np.repeat(images, 3, axis=3)
-    return images
 
 
 def _check_scale(scale: int) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from explorer.figures.images import to_rgb
+from explorer.data.dataset import to_rgb
 from explorer.maps import ops
 from explorer.maps.ops import LatentError
 from explorer.maps.projection import Projection
