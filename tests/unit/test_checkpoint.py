@@ -6,8 +6,8 @@ import struct
 import pytest
 import torch
 
-from explorer import CheckpointError, ExplorerError, load_checkpoint, models, read_metadata
-from explorer.checkpoint import checkpoint_bytes, save_checkpoint
+from explorer import CheckpointError, ExplorerError, models
+from explorer.checkpoint import checkpoint_bytes, load_checkpoint, read_metadata, save_checkpoint
 
 
 @pytest.fixture

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from safetensors.torch import save as st_save
 from torch import nn
 
-from explorer import CheckpointError, ExplorerError, load_checkpoint, models, untrusted
+from explorer import CheckpointError, ExplorerError, models, untrusted
+from explorer.checkpoint import load_checkpoint
 from explorer.cli import import_model as import_command
 from explorer.data import load_dataset, to_float
 from explorer.importers import OptionError, describe, detect_format, import_model, torch_state
