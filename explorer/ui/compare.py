@@ -29,7 +29,7 @@ LINK_FOR = "cmp_link_for"  # the pair of maps it belongs to
 SHOWN = 12  # selected images shown below the maps, with both models' reconstructions
 
 
-@st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner=False)
+@state.shared("results")
 def _base_figure(key: str, sprites: str, _md: MapData) -> dict:
     """The map's figure, built once per map: only its selected points change between reruns."""
     return map_figure(_md.projection.embedding, _md.labels, _md.class_names, height=480, revision=key, meta=sprites)

@@ -51,7 +51,7 @@ class Atoms:
 # ----------------------------------------------------------------------------------- caches
 
 
-@st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Reading each feature's decoder direction…")
+@state.shared("results", spinner="Reading each feature's decoder direction…")
 def _atoms(digest: str, _model) -> Atoms:
     from explorer.quality import features as feat
 
@@ -59,14 +59,14 @@ def _atoms(digest: str, _model) -> Atoms:
     return Atoms(directions, feat.unit_rows(directions), feat.atom_images(directions, tuple(_model.input_shape)))
 
 
-@st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Counting feature activations…")
+@state.shared("results", spinner="Counting feature activations…")
 def _stats(key: str, dense_share: float, _codes: np.ndarray) -> FeatureStats:
     from explorer.quality import features as feat
 
     return feat.feature_stats(_codes, dense_share=dense_share)
 
 
-@st.cache_resource(max_entries=8, ttl=state.TTL_S, show_spinner="Laying out a map of the features (a few seconds)…")
+@state.shared("results", spinner="Laying out a map of the features (a few seconds)…")
 def _feature_map(key: str, _directions: np.ndarray, _live: np.ndarray) -> np.ndarray:
     """UMAP of the live features' decoder directions, (F, 2) with NaN for dead ones; ``key`` names the
     checkpoint and the images. Kept in the disk cache too, so a restarted server skips the fit."""
@@ -80,7 +80,7 @@ def _feature_map(key: str, _directions: np.ndarray, _live: np.ndarray) -> np.nda
     return emb
 
 
-@st.cache_resource(max_entries=32, ttl=state.TTL_S, show_spinner=False)
+@state.shared("results")
 def _footprint(key: str, feature: int, _ctx: Context) -> dict:
     values = _ctx.map.encoded.latents[:, feature]  # (N,)
     return feature_figures.footprint_figure(

@@ -29,7 +29,7 @@ OTHER_SIZES = [500, 1000, 2000]
 FLAG_QUANTILE = 0.95  # "flag anything worse than 95 % of the mapped images"
 
 
-@st.cache_data(max_entries=16, ttl=state.TTL_S, show_spinner="Encoding the other images…")
+@state.shared("results", spinner="Encoding the other images…")
 def _encoded(
     digest: str, data_key: str, _ckpt: state.CheckpointRef, _images: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +137,7 @@ EXAMPLES = 8
 RANGE_IMAGES = 2000  # images whose codes set another checkpoint's 8-bit ranges
 
 
-@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner="Encoding, storing and decoding the codes…")
+@state.shared("results", spinner="Encoding, storing and decoding the codes…")
 def _compression(
     digest: str, data_key: str, n: int, bits: int, _ckpt: state.CheckpointRef, _images: np.ndarray, _latents
 ) -> compression.Compression:
@@ -149,7 +149,7 @@ def _compression(
     )
 
 
-@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)
+@state.shared("results")
 def _shipped_row(
     digest: str, data_key: str, n: int, bits: int, _ckpt: state.CheckpointRef, _images
 ) -> compression.Compression:

@@ -225,7 +225,7 @@ LEVELS = {
 CURVE_IMAGES = 64
 
 
-@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner="Measuring PSNR across noise levels…")
+@state.shared("results", spinner="Measuring PSNR across noise levels…")
 def _curve(
     digest: str, data_key: str, noise: str, levels: tuple[float, ...], seed: int, _ckpt: state.CheckpointRef, _images
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from explorer.maps.linked import highlight
 from explorer.maps.selection import Picked, picked
 from explorer.ui import map_bridge, state
 from explorer.ui.map_bridge import View
-from explorer.ui.state import TTL_S, Context
+from explorer.ui.state import Context
 
 
 def colour_values(ctx: Context) -> tuple[np.ndarray | None, str]:
@@ -54,7 +54,7 @@ CSS = """<style>
 </style>"""
 
 
-@st.cache_resource(max_entries=24, ttl=TTL_S, show_spinner=False)
+@state.shared("results")
 def _base_figure(key: str, color_by: str, color_dim: int, click: bool, sprites: str, _ctx: Context) -> dict:
     color, title = colour_values(_ctx)
     return map_figure(
@@ -70,7 +70,7 @@ def _base_figure(key: str, color_by: str, color_dim: int, click: bool, sprites: 
     )
 
 
-@st.cache_resource(max_entries=6, ttl=TTL_S, show_spinner=False)
+@state.shared("results")
 def sprites(data_key: str, _images: np.ndarray) -> images.SpriteSheets:
     """Every mapped image as PNG sprite sheets (about 4 MB for 10,000 28×28 images), made once per image set."""
     return images.sprite_sheets(_images)
@@ -187,7 +187,7 @@ def shown_by_chart(view: str) -> bool:
     return st.session_state.get(PICK_FROM) == _widget(view)
 
 
-@st.cache_resource(max_entries=16, ttl=TTL_S, show_spinner="Decoding a grid over the map…")
+@state.shared("results", spinner="Decoding a grid over the map…")
 def _mosaic(key: str, cells: int, _ctx: Context) -> dict:
     from explorer.maps.mosaic import decoded_grid
 

@@ -21,7 +21,7 @@ LIMITS = [1000, 2000, 5000, 10000, 0]  # images evaluated; 0 = the whole split
 NO_OOD = "none"
 
 
-@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)
+@st.cache_data(max_entries=32, ttl=state.TTL_S, show_spinner=False)  # a report is a few KB: 32 bound the bytes
 def _report(digest: str, dataset: str, split: str, limit: int, ood: str | None, _ckpt: state.CheckpointRef) -> dict:
     """The report as a dict (cache_data copies it per caller); the disk cache is looked at first."""
     bar = st.progress(0.0, text=f"Metrics of {_ckpt.name} on {dataset} ({split})…")
