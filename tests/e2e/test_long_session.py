@@ -10,6 +10,7 @@ import pytest
 from browsing import IDLE, choose_checkpoint, wait_for_map  # tests/e2e is on the path: pytest imports by name
 
 from benchmarks.load import server_pid, tree_rss_mb
+from explorer.devserver import running_app
 from explorer.maps.pipeline import CHECKPOINT_DIR
 from explorer.settings import Settings
 
@@ -63,7 +64,17 @@ def _open(page, section, link, path, heading) -> None:
     assert errors.count() == 0, f"{path}: {errors.first.inner_text()}"
 
 
-def test_every_page_of_every_checkpoint_stays_within_the_memory_bound(server, page):
+@pytest.fixture(scope="module")
+def fresh_server(tmp_path_factory):
+    """A server of its own: the session's server has served every other browser test before this one, and
+    what those left (uploads, other maps) is not this session's to measure."""
+    tmp = tmp_path_factory.mktemp("long-session")
+    with running_app(tmp / "cache", tmp / "streamlit.log") as url:
+        yield url
+
+
+def test_every_page_of_every_checkpoint_stays_within_the_memory_bound(fresh_server, page):
+    server = fresh_server
     pid = server_pid(server)  # RSS of it and its children (the UMAP warm-up, a limited importer), from /proc
     names = _checkpoints()
     page.goto(server)
