@@ -10,7 +10,7 @@ labels with -1 where unknown; ``to_float`` turns the images into the (N, C, H, W
 - ``source``: the ``ImageSource`` interface every dataset is read through, lazily, and the table of its kinds;
   one file per kind on disk (``folder``, ``npyfile``, ``parquet``, ``webdataset``: imported here, which puts
   their rows in the table; each claims only locations that hold its own files), sharing ``lazy``;
-- ``configured``: the host's own datasets (EXPLORER_DATA), opened on first use.
+- ``host``: the host's own datasets (EXPLORER_DATA), opened on first use.
 """
 
 # each kind's module puts its row in the table of kinds when imported
@@ -24,8 +24,14 @@ from explorer.data.builtin import (
     dataset_names,
     load_dataset,
 )
-from explorer.data.configured import configured, configured_names, configured_source, forget_configured
 from explorer.data.dataset import Dataset, fit_to_shape, to_float
+from explorer.data.host import (
+    configured,
+    configured_names,
+    configured_source,
+    configured_subset,
+    forget_configured,
+)
 from explorer.data.source import ArraySource, ImageSource, open_source, skipped_summary, source_digest, subset
 from explorer.data.uploads import DEFAULT_LIMITS, Limits, load_user_dataset
 from explorer.untrusted.idx import read_idx
@@ -37,6 +43,7 @@ __all__ = [
     "configured",
     "configured_names",
     "configured_source",
+    "configured_subset",
     "forget_configured",
     "open_source",
     "skipped_summary",

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import threading
 
-from explorer.data.source import ImageSource, open_source
+from explorer.data.dataset import Dataset
+from explorer.data.source import ImageSource, Shape, open_source, skipped_summary, source_digest, subset
 from explorer.errors import DatasetError
 from explorer.settings import DataEntry
 from explorer.settings import current as current_settings
+from explorer.store import MemoryCache, data_digest
 
 _opened: dict[DataEntry, ImageSource] = {}
 _opening = threading.Lock()  # one opening at a time: two sessions asking for one folder list it once
@@ -41,3 +43,30 @@ def forget_configured() -> None:
     """Close nothing, forget everything: the next ``configured_source`` lists its files again."""
     with _opening:
         _opened.clear()
+    with _reading:
+        if _subsets is not None:
+            _subsets.clear()
+
+
+# Subsets read, as the maps take them, bounded in bytes like the built-in sets (EXPLORER_IMAGES_MEMORY_MB) and
+# keyed by the source's digest (its files' names, sizes and times), never by hashing the source's images.
+_subsets: MemoryCache | None = None
+_reading = threading.Lock()  # one read at a time: two sessions asking for the same subset read it once
+
+
+def configured_subset(name: str, n: int, shape: Shape) -> tuple[Dataset, str, str]:
+    """``n`` images (all for 0) of the host's dataset ``name``, chosen as ``subset`` chooses (seed 0), read and
+    fitted to ``shape``; the digest of what was read (``data_digest``, the key of its maps, as for every
+    dataset); and what was skipped on the way ("2 of 1,000 images skipped: ..."; "" when nothing was)."""
+    global _subsets
+    source = configured_source(name)
+    key = (name, source_digest(source), int(n), tuple(shape))
+    with _reading:
+        if _subsets is None:
+            settings = current_settings()
+            _subsets = MemoryCache(settings.memory_bytes("images"), settings.cache_ttl_s)
+        if (hit := _subsets.get(key)) is None:
+            ds, skipped = subset(source, n or len(source), seed=0, shape=shape)
+            hit = (ds, data_digest(ds.images, ds.labels), skipped_summary(skipped, len(ds) + len(skipped)))
+            _subsets.put(key, hit)
+        return hit
