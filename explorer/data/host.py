@@ -57,7 +57,8 @@ _reading = threading.Lock()  # one read at a time: two sessions asking for the s
 def configured_subset(name: str, n: int, shape: Shape) -> tuple[Dataset, str, str]:
     """``n`` images (all for 0) of the host's dataset ``name``, chosen as ``subset`` chooses (seed 0), read and
     fitted to ``shape``; the digest of what was read (``data_digest``, the key of its maps, as for every
-    dataset); and what was skipped on the way ("2 of 1,000 images skipped: ..."; "" when nothing was)."""
+    dataset); and what was skipped on the way ("2 of 1,000 images skipped: ...", and the archive members a
+    WebDataset source left out; "" when nothing was)."""
     global _subsets
     source = configured_source(name)
     key = (name, source_digest(source), int(n), tuple(shape))
@@ -67,6 +68,9 @@ def configured_subset(name: str, n: int, shape: Shape) -> tuple[Dataset, str, st
             _subsets = MemoryCache(settings.memory_bytes("images"), settings.cache_ttl_s)
         if (hit := _subsets.get(key)) is None:
             ds, skipped = subset(source, n or len(source), seed=0, shape=shape)
-            hit = (ds, data_digest(ds.images, ds.labels), skipped_summary(skipped, len(ds) + len(skipped)))
+            notes = [skipped_summary(skipped, len(ds) + len(skipped))]
+            if left_out := getattr(source, "problems", []):  # archive members refused when it was indexed
+                notes.append(f"{len(left_out):,} archive members left out: " + "; ".join(left_out[:3]))
+            hit = (ds, data_digest(ds.images, ds.labels), "; ".join(n for n in notes if n))
             _subsets.put(key, hit)
         return hit
