@@ -16,6 +16,20 @@
 | EXPLORER_IMAGES_MEMORY_MB     | 128                        | images held in memory: datasets, and subsets of them  |
 | EXPLORER_RESULTS_MEMORY_MB    | 96                         | what pages measured (figures, grids, curves, scores)  |
 | EXPLORER_CACHE_TTL_HOURS      | 6                          | anything held in memory and unused this long goes     |
+| EXPLORER_DATA                 | (none)                     | your datasets: name=location pairs, comma-separated   |
+| EXPLORER_DATA_FILE            | (none)                     | your datasets in a TOML file ([data.NAME] path = ...) |
+
+EXPLORER_DATA names datasets on the server's disk, e.g. ``celeba=/data/celeba,in1k=/data/in1k/*.parquet``: a
+location is a folder of images, Parquet files, WebDataset .tar shards or a .npy/.npz array (a path, a folder, a
+glob, or a brace pattern such as ``shard-{0000..0099}.tar``). EXPLORER_DATA_FILE names a TOML file with one table
+per dataset, for the options a pair cannot hold::
+
+    [data.celeba]
+    path = "/data/celeba"            # relative paths are taken from the file's folder
+    [data.in1k]
+    path = "/data/in1k/*.parquet"
+    image_column = "image"           # optional: found by its type when left out
+    label_column = "label"           # optional
 
 Switches take 1/0, true/false, yes/no or on/off; an empty value means the default. Every bad value is
 reported at once, by name, with what it must be: a host sees all its typos in one error, not one per restart.
@@ -24,12 +38,15 @@ This module is pure (no Streamlit) so the command line, the app and the tests re
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from explorer.errors import ExplorerError
 
@@ -53,8 +70,28 @@ UPLOAD_TROUBLE_HELP = (
 )
 
 
+# The built-in datasets' names (explorer.data.dataset_names; a test keeps the two equal): a dataset of the host's
+# may not take one. Its name is what the sidebar lists, so: letters, digits, '.', '-', '_', up to 64.
+RESERVED_DATA_NAMES = ("digits", "fashion-mnist", "mnist")
+_DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_DATA_OPTIONS = ("image_column", "label_column")
+
+
 class SettingsError(ExplorerError):
     """One or more EXPLORER_* environment variables hold a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DataEntry:
+    """One dataset of the host's: the name the sidebar lists, where it is, and the options of its kind."""
+
+    name: str
+    location: str
+    image_column: str | None = None
+    label_column: str | None = None
+
+    def options(self) -> dict[str, str | None]:
+        return {k: getattr(self, k) for k in _DATA_OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -74,6 +111,13 @@ class Settings:
     images_memory_mb: int = 128
     results_memory_mb: int = 96
     cache_ttl_hours: float = 6.0
+    data: tuple[DataEntry, ...] = ()  # from EXPLORER_DATA
+    data_file: tuple[DataEntry, ...] = ()  # from the file EXPLORER_DATA_FILE names
+
+    @property
+    def data_sources(self) -> tuple[DataEntry, ...]:
+        """The host's datasets, in the order given: the file's, then EXPLORER_DATA's."""
+        return self.data_file + self.data
 
     @property
     def kept_dir(self) -> Path:
@@ -155,6 +199,88 @@ def _checkpoint_name(text: str) -> str:
     return name
 
 
+def _data_name(name: str) -> str:
+    if not _DATA_NAME.fullmatch(name):
+        raise ValueError(f"names a dataset {name!r}: use letters, digits, '.', '-', '_' (at most 64)")
+    if name in RESERVED_DATA_NAMES:
+        raise ValueError(f"names a dataset {name!r}, the name of a built-in one; choose another")
+    return name
+
+
+def _location(text: str, base: Path | None = None) -> str:
+    text = text.strip()
+    if not text:
+        raise ValueError("gives a dataset no location")
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else (base or Path.cwd()) / path)
+
+
+def _split_pairs(text: str) -> list[str]:
+    """Commas separate pairs, except inside braces (``shard-{a,b}.tar`` is one location)."""
+    parts, depth, start = [], 0, 0
+    for k, ch in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:k])
+            start = k + 1
+    return [*parts, text[start:]]
+
+
+def _data_pairs(text: str) -> tuple[DataEntry, ...]:
+    entries: list[DataEntry] = []
+    for pair in _split_pairs(text):
+        if not pair.strip():
+            continue
+        name, eq, location = pair.partition("=")
+        if not eq:
+            raise ValueError(f"has {pair.strip()!r}, not name=location (e.g. celeba=/data/celeba)")
+        entries.append(DataEntry(_data_name(name.strip()), _location(location)))
+    _no_repeats(entries)
+    return tuple(entries)
+
+
+def _no_repeats(entries: list[DataEntry] | tuple[DataEntry, ...]) -> None:
+    names = [e.name for e in entries]
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"names {', '.join(twice)} more than once")
+
+
+def _data_file(text: str) -> tuple[DataEntry, ...]:
+    path = Path(text.strip()).expanduser().absolute()
+    try:
+        st = path.stat()
+    except OSError:
+        raise ValueError("is not a file") from None
+    return _read_data_file(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4)  # settings are read on every run: the file is parsed again only when it changes
+def _read_data_file(path: str, mtime_ns: int, size: int) -> tuple[DataEntry, ...]:
+    if size > 2**20:
+        raise ValueError("is over 1 MB, too large for a list of datasets")
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot be read as TOML ({exc})") from None
+    tables = doc.get("data")
+    if set(doc) - {"data"} or not isinstance(tables, dict):
+        raise ValueError('must hold [data.NAME] tables, each with path = "..."')
+    entries = []
+    for name, table in tables.items():
+        if not isinstance(table, dict) or not isinstance(table.get("path"), str):
+            raise ValueError(f'has [data.{name}] without path = "..."')
+        if unknown := sorted(set(table) - {"path", *_DATA_OPTIONS}):
+            raise ValueError(
+                f"has [data.{name}] with {', '.join(unknown)}; it may hold path, {', '.join(_DATA_OPTIONS)}"
+            )
+        if any(not isinstance(table.get(k, ""), str) for k in _DATA_OPTIONS):
+            raise ValueError(f"has [data.{name}] with an option that is not text")
+        options = {k: table[k] for k in _DATA_OPTIONS if table.get(k)}
+        entries.append(DataEntry(_data_name(name), _location(table["path"], Path(path).parent), **options))
+    return tuple(entries)
+
+
 # field -> (variable, parser); each parser raises ValueError with the end of a sentence that starts with the value
 _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "allow_uploads": ("EXPLORER_ALLOW_UPLOADS", _switch),
@@ -171,6 +297,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "images_memory_mb": ("EXPLORER_IMAGES_MEMORY_MB", _whole(0, 1_048_576, "MB")),
     "results_memory_mb": ("EXPLORER_RESULTS_MEMORY_MB", _whole(0, 1_048_576, "MB")),
     "cache_ttl_hours": ("EXPLORER_CACHE_TTL_HOURS", _amount("hours", 24 * 365)),
+    "data": ("EXPLORER_DATA", _data_pairs),
+    "data_file": ("EXPLORER_DATA_FILE", _data_file),
 }
 VARIABLES = tuple(var for var, _ in _FIELDS.values())
 
@@ -190,7 +318,13 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         try:
             values[field] = parse(raw)
         except ValueError as exc:
-            problems.append(f"{var}={raw!r} {exc} (unset it for the default, {getattr(defaults, field)})")
+            default = getattr(defaults, field)
+            problems.append(f"{var}={raw!r} {exc} (unset it for the default, {default if default != () else 'none'})")
+    if not problems:
+        try:
+            _no_repeats([e for k in ("data_file", "data") for e in cast(tuple[DataEntry, ...], values.get(k, ()))])
+        except ValueError as exc:
+            problems.append(f"EXPLORER_DATA_FILE and EXPLORER_DATA together {exc}")
     if problems:
         raise SettingsError("; ".join(problems))
     return Settings(**values)  # type: ignore[arg-type]

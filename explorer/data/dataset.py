@@ -136,3 +136,26 @@ def fit_to_shape(dataset: Dataset, input_shape: tuple[int, int, int]) -> Dataset
         check_resizable(images.shape[1:3], (h, w), f"the images of {dataset.name}")
         images = np.stack([resize(im, (h, w)) for im in images])
     return Dataset(dataset.name, readonly(images), dataset.labels, list(dataset.class_names))
+
+
+def fit_image(image: np.ndarray, input_shape: tuple[int, int, int]) -> np.ndarray:
+    """One uint8 (H, W) or (H, W, 3) image in the channels and size of a model's (C, H, W) input, as
+    ``fit_to_shape`` fits a whole dataset, for sources whose images differ in size: an image whose aspect is
+    further from the model's than ``MAX_STRETCH`` is centre-cropped to it first (a dataset's photos are not
+    all one shape), and one that would need more than ``MAX_UPSCALE`` enlargement raises DatasetError."""
+    c, h, w = input_shape
+    image = to_channels(image[None], c)[0]
+    fh, fw = image.shape[:2]
+    if (fh, fw) == (h, w):
+        return image
+    stretch = (fw / fh) / (w / h)
+    if stretch > MAX_STRETCH:  # too wide: keep the middle columns
+        keep = max(1, round(fh * w / h))
+        image = image[:, (fw - keep) // 2 : (fw - keep) // 2 + keep]
+    elif 1 / stretch > MAX_STRETCH:  # too tall: keep the middle rows
+        keep = max(1, round(fw * h / w))
+        image = image[(fh - keep) // 2 : (fh - keep) // 2 + keep]
+    fh, fw = image.shape[:2]
+    if max(h / fh, w / fw) > MAX_UPSCALE:
+        raise DatasetError(f"{fh}x{fw} pixels, too small for {h}x{w} (more than {MAX_UPSCALE:g}x enlargement)")
+    return resize(np.ascontiguousarray(image), (h, w))

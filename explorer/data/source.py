@@ -20,6 +20,7 @@ import numpy as np
 
 from explorer.data.dataset import Dataset, fit_to_shape, readonly
 from explorer.errors import DatasetError
+from explorer.store import data_digest
 
 Shape = tuple[int, int, int]  # (C, H, W), what a model takes
 
@@ -136,7 +137,8 @@ class SourceKind:
     name: str  # "folder", "parquet", ...
     label: str  # what people are shown: "a folder of images"
     claims: Callable[[str], bool]  # is this location (a path, a glob) one of mine?
-    open: Callable[[str, str], ImageSource]  # (name shown, location) -> source
+    open: Callable[..., ImageSource]  # (name shown, location, **options) -> source
+    options: tuple[str, ...] = ()  # the keyword options ``open`` takes, e.g. a Parquet file's image column
 
 
 KINDS: list[SourceKind] = []
@@ -150,11 +152,16 @@ def register(kind: SourceKind) -> SourceKind:
     return kind
 
 
-def open_source(name: str, location: str) -> ImageSource:
-    """The source at ``location``, opened by the first row of the table that claims it."""
+def open_source(name: str, location: str, **options: str | None) -> ImageSource:
+    """The source at ``location``, opened by the first row of the table that claims it, with the ``options``
+    given (those left None are not given)."""
+    given = {k: v for k, v in options.items() if v is not None}
     for kind in KINDS:
         if kind.claims(location):
-            return kind.open(name, location)
+            if unknown := sorted(set(given) - set(kind.options)):
+                takes = ", ".join(kind.options) or "none"
+                raise DatasetError(f"{name}: {kind.label} takes no {', '.join(unknown)} (its options: {takes})")
+            return kind.open(name, location, **given)
     known = ", ".join(k.label for k in KINDS) or "none registered"
     raise DatasetError(f"{name}: {location!r} is no source the explorer reads ({known})")
 
@@ -171,3 +178,14 @@ def skipped_summary(skipped: list[tuple[int, str]], total: int, most: int = 3) -
 
 def batch_count(source: ImageSource, batch_size: int) -> int:
     return math.ceil(len(source) / batch_size)
+
+
+def source_digest(source: ImageSource) -> str:
+    """Names what a source holds, cheaply: its own ``digest`` when it has one (the kinds on disk make it from
+    their files' names, sizes and times), else its images and labels hashed (an ``ArraySource``)."""
+    digest = getattr(source, "digest", None)
+    if isinstance(digest, str):
+        return digest
+    if isinstance(source, ArraySource):
+        return data_digest(source.dataset.images, source.dataset.labels)
+    raise DatasetError(f"{source.name}: this source has no digest")

@@ -13,7 +13,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from explorer.data import dataset_names
+from explorer.data import dataset_names, host
 from explorer.errors import ExplorerError
 from explorer.figures import images
 from explorer.figures.map import map_figure
@@ -74,7 +74,7 @@ def _choices() -> tuple[state.CheckpointRef, state.CheckpointRef, str, str, int,
         )
         return None
     ckpt_b = state.checkpoint(name_b)
-    datasets = dataset_names()
+    datasets = dataset_names() + host.configured_names()  # the server's own have one split: the radio is not read
     if st.session_state.get("cmp_ds") not in datasets:
         st.session_state["cmp_ds"] = state.home_dataset(ckpt_a)
     dataset = sb.selectbox("Dataset", datasets, key="cmp_ds", help="Both checkpoints map these images")

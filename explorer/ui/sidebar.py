@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from explorer import settings
-from explorer.data import SPLITS, dataset_names
+from explorer.data import SPLITS, dataset_names, host
 from explorer.errors import ExplorerError
 from explorer.maps.encode import Encoded
 from explorer.maps.faithfulness import K
@@ -87,10 +87,15 @@ def _upload_panel(sb) -> None:
         (sb.success if msg[0] == "ok" else sb.error)(msg[1])
 
 
+def datasets() -> list[str]:
+    """What the Dataset box offers: the built-in sets, the host's own (EXPLORER_DATA), this session's uploads."""
+    return dataset_names() + host.configured_names() + list(state.uploaded_datasets())
+
+
 def _fields() -> tuple:
     names = state.checkpoint_names()
     return links.sidebar_fields(
-        names, dataset_names() + list(state.uploaded_datasets()), list(SPLITS), SIZES, list(PROJECTIONS),
+        names, datasets(), list(SPLITS), SIZES, list(PROJECTIONS),
         list(ENGINES), list(METRICS), names[0] if names else "",
     )  # fmt: skip
 
@@ -147,23 +152,25 @@ def render() -> state.Context | None:
     name = ckpt.name
     trained_on = state.home_dataset(ckpt)
 
-    datasets = dataset_names() + list(state.uploaded_datasets())
+    offered = datasets()
     default = trained_on
     before = st.session_state.get("ds_for")
     if before != name:  # another checkpoint starts on the data it was trained on
         st.session_state["ds_for"] = name
-        if before is not None or st.session_state.get("ds") not in datasets:
+        if before is not None or st.session_state.get("ds") not in offered:
             st.session_state["ds"] = default
-    elif st.session_state.get("ds") not in datasets:
+    elif st.session_state.get("ds") not in offered:
         st.session_state["ds"] = default
-    ds_name = sb.selectbox("Dataset", datasets, key="ds")
+    ds_name = sb.selectbox("Dataset", offered, key="ds", help="Built-in sets, the server's own datasets, your uploads")
+    hosted = ds_name in host.configured_names()
     split = sb.radio(
         "Split",
         ["test", "train", "all"],
         horizontal=True,
         key="split",
         disabled=ds_name not in dataset_names(),
-        help="all: train and test together (Fashion-MNIST: 70,000 images with “Images to map: all”)",
+        help="all: train and test together (Fashion-MNIST: 70,000 images with “Images to map: all”). The server's "
+        "own datasets and uploads have one split: all of them.",
     )
     try:
         total = state.dataset_size(ds_name, split)
@@ -171,8 +178,10 @@ def render() -> state.Context | None:
         st.error(f"Cannot read {ds_name} ({split}): {exc}")
         return None
     sizes = [v for v in SIZES if 0 < v < total] + [0]  # sizes this dataset has, then all of it
+    if hosted and total > max(SIZES):  # a host's dataset may hold millions: a map takes a subset of it
+        sizes = [v for v in SIZES if v > 0]
     if st.session_state.get("n") not in sizes:  # e.g. 10,000 of a 1,000-image split: all of them
-        st.session_state["n"] = 0
+        st.session_state["n"] = sizes[-1]
     n = sb.select_slider(
         "Images to map", sizes, format_func=lambda v: f"all {total:,}" if v == 0 else f"{v:,}", key="n"
     )
@@ -200,7 +209,13 @@ def render() -> state.Context | None:
         params = ProjectionParams("pca", dims)
 
     try:
-        ds, data_key = state.dataset_subset(ds_name, split, n, ckpt.input_shape)
+        if hosted:  # read from the server's disk as fitted; bad files are skipped and said so
+            with st.spinner(f"Reading {ds_name}…"):
+                ds, data_key, skipped = host.configured_subset(ds_name, n, ckpt.input_shape)
+            if skipped:
+                notices.warning(f"{ds_name}: {skipped}. The map shows the images that could be read.")
+        else:
+            ds, data_key = state.dataset_subset(ds_name, split, n, ckpt.input_shape)
         md = state.ready_map(ckpt, data_key, params) or _compute(slot, ckpt, ds, data_key, params)
     except ExplorerError as exc:
         st.error(f"Cannot map {ds_name} ({split}) with {name}: {exc}")

@@ -26,7 +26,7 @@ import streamlit as st
 
 from explorer import kept, runtime, settings
 from explorer.checkpoint import read_metadata
-from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, load_dataset, load_user_dataset
+from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, host, load_dataset, load_user_dataset
 from explorer.errors import DatasetError
 from explorer.maps.pipeline import (
     CHECKPOINT_DIR,
@@ -335,6 +335,8 @@ def dataset_size(name: str, split: str) -> int:
     """How many images a dataset (and, for a built-in one, its split) holds."""
     if name in uploaded_datasets():
         return len(uploaded_datasets()[name][0])
+    if name in host.configured_names():  # the host's own sources have one split
+        return len(host.configured_source(name))
     return len(load_dataset(name, split))
 
 
@@ -350,6 +352,8 @@ def _subset(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> tuple[Dat
 
 def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     """The first n images of a seeded permutation (all of them for n = 0), fitted to the model's input."""
+    if name in host.configured_names():  # read as fitted, cached by the source's files (explorer.data.host)
+        return host.configured_subset(name, n, input_shape)[:2]
     if name in uploaded_datasets():
         # resizing and hashing an upload is not free: once per (dataset, size, shape) in this session
         memo = st.session_state.setdefault("uploaded_subsets", {})

@@ -1,17 +1,21 @@
-"""Zip archives from strangers: the directory is checked (entries, unpacked size, compression ratio) before any
+"""Zip and tar archives from strangers: the directory is checked (entries, unpacked size, compression ratio) before any
 member is unpacked, and member paths are taken apart before any is trusted.
 
-The one zip-bomb check, for dataset uploads, ``torch.save`` files and ``.keras`` files.
+The one zip-bomb check, for dataset uploads, ``torch.save`` files and ``.keras`` files; and the index of a tar
+file's members (WebDataset shards), read from its headers and never extracted, links never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from explorer.errors import ExplorerError
@@ -119,3 +123,70 @@ def member_path(name: str) -> tuple[str, ...] | None:
     if not parts or ".." in parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
         return None
     return parts
+
+
+# --- tar (WebDataset shards) ------------------------------------------------------------------------------
+
+# A WebDataset shard holds a few thousand samples of a few members each; a million members is far beyond any.
+MAX_TAR_MEMBERS = 1_000_000
+MAX_TAR_MEMBER_BYTES = 64 * 2**20  # one image; larger members are left out unread
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """A regular member of a plain tar file and where its bytes lie in it: read them with ``read_tar_member``."""
+
+    name: str  # the member's path, taken apart by ``member_path`` and joined with "/"
+    offset: int  # of its data, from the start of the file
+    size: int
+
+
+def tar_index(path: str | os.PathLike, *, label: str, error: type[ExplorerError]) -> tuple[list[TarEntry], list[str]]:
+    """The regular members of an uncompressed tar file, read from its headers (nothing is extracted), and
+    what was left out and why: links (never followed), devices, paths that climb out or are hidden, members
+    over ``MAX_TAR_MEMBER_BYTES``, members that run past the end of the file. More than ``MAX_TAR_MEMBERS``
+    members, or a file that is not a plain tar, raises ``error``; a damaged header ends the listing there."""
+    entries: list[TarEntry] = []
+    left_out: list[str] = []
+    end = os.path.getsize(path)
+    count = 0
+    try:
+        tar = tarfile.open(path, mode="r:")  # "r:": no compression, so every member can be read by seeking
+    except (tarfile.TarError, OSError) as exc:
+        raise error(f"{label} is not a plain (uncompressed) tar file ({exc})") from None
+    with tar:
+        while True:
+            try:
+                info = tar.next()
+            except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+                left_out.append(f"the rest, after {count:,} members: a damaged header ({exc})")
+                break
+            if info is None:
+                break
+            tar.members.clear()  # type: ignore[attr-defined]  # it keeps every header read; the index is enough
+            count += 1
+            if count > MAX_TAR_MEMBERS:
+                raise error(f"{label} has more than {MAX_TAR_MEMBERS:,} members; it was not read")
+            if info.isdir():
+                continue
+            parts = member_path(info.name)
+            if parts is None:
+                left_out.append(f"{info.name!r}: a hidden member or a path that climbs out of the archive")
+            elif not info.isreg() or info.issparse():
+                left_out.append(f"{info.name!r}: a link or special file, never followed")
+            elif info.size > MAX_TAR_MEMBER_BYTES:
+                left_out.append(f"{info.name!r}: {human_size(info.size)}, more than {human_size(MAX_TAR_MEMBER_BYTES)}")
+            elif info.offset_data + info.size > end:
+                left_out.append(f"{info.name!r}: runs past the end of the file (truncated)")
+            else:
+                entries.append(TarEntry("/".join(parts), info.offset_data, info.size))
+    return entries, left_out
+
+
+def read_tar_member(f: BinaryIO, entry: TarEntry) -> bytes:
+    """The bytes of a member ``tar_index`` listed, from the open tar file ``f``; OSError when they are not all there."""
+    f.seek(entry.offset)
+    data = f.read(entry.size)
+    if len(data) != entry.size:
+        raise OSError(f"{entry.name}: {len(data)} of {entry.size} bytes (truncated)")
+    return data

@@ -66,3 +66,48 @@ def decode_image(data: bytes, *, max_pixels: int, name: str, label: str, single:
     if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
         return np.ascontiguousarray(rgb[..., 0])
     return rgb
+
+
+# What a source on disk may hold (a folder of someone's photos): more formats than uploads take, the same bound.
+SOURCE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
+
+
+def read_image(
+    data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS, formats: tuple[str, ...] = SOURCE_FORMATS
+) -> np.ndarray:
+    """Image bytes -> uint8 (H, W) when grey, (H, W, 3) when colour, or DatasetError with a short reason
+    ("truncated or damaged", "50000x50000 pixels, more than ...") that a caller puts after the file's name.
+
+    Modes: 1/L/LA and 16-bit grey stay grey (16-bit keeps its high byte); RGB, RGBA (alpha dropped), palette,
+    CMYK and the rest become RGB; an RGB image whose channels agree is grey. A GIF gives its first frame."""
+    max_pixels = min(max_pixels, MAX_IMAGE_PIXELS)
+    if not data:
+        raise DatasetError("an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=formats) as img:
+                w, h = img.size  # from the header; nothing is decoded yet
+                if w * h > max_pixels:
+                    raise DatasetError(f"{w}x{h} pixels, more than the {max_pixels:,} allowed")
+                if w < 1 or h < 1:
+                    raise DatasetError(f"{w}x{h} pixels")
+                img.load()
+                if img.mode.startswith("I"):  # 16/32-bit grey
+                    return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                if img.mode == "F":
+                    return np.rint(np.clip(np.asarray(img), 0, 255)).astype(np.uint8)
+                if img.mode in ("1", "L", "LA"):
+                    return np.asarray(img.convert("L"))
+                rgb = np.asarray(img.convert("RGB"))
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise DatasetError(
+            f"its header claims more than {MAX_IMAGE_PIXELS:,} pixels (refused before decoding)"
+        ) from None
+    except Image.UnidentifiedImageError:
+        raise DatasetError(f"not an image ({', '.join(formats)} are read)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
+        raise DatasetError(f"truncated or damaged ({str(exc)[:80] or type(exc).__name__})") from None
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0])
+    return rgb
