@@ -28,7 +28,8 @@ python -m pip install -q --upgrade pip
 # torch first, from the one pin in requirements/torch.txt: an unpinned torch pulls a multi-GB CUDA build
 python -m pip install -q -r requirements/torch.txt
 if [ "$test_deps" = 1 ]; then
-  python -m pip install -q -e ".[test]"
+  # scale: the Ray engine of `encode`, whose equality test CI runs
+  python -m pip install -q -e ".[test,scale]"
 else
   python -m pip install -q -e .
 fi

@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": "evaluate",
     "metrics": "metrics",
     "project": "project",
+    "encode": "encode",
     "import": "import_model",
     "bench": "bench",
 }
