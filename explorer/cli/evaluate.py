@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import math
 
+from explorer.cli.metrics import report_of
+from explorer.quality.card import model_card
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoints", nargs="+")
@@ -32,9 +35,6 @@ def line(path: str, kind: str, dataset: str, figures: dict, pca_components: int,
 
 
 def run(args: argparse.Namespace) -> int:
-    from explorer.cli.metrics import report_of
-    from explorer.quality.card import model_card
-
     if args.card:
         print(model_card(args.checkpoints))
         return 0

@@ -19,6 +19,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from explorer.checkpoint import save_checkpoint
+from explorer.data import dataset_names
+from explorer.errors import CheckpointError
+from explorer.untrusted import read_bounded
+
 # the value each flag takes, shown after the flag in messages
 METAVARS = {"input_shape": "C,H,W", "dataset": "NAME", "kind": "KIND"}
 
@@ -34,7 +39,6 @@ def _shape_arg(text: str) -> tuple[int, int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.data import dataset_names
     from explorer.importers.layers import importable_kinds
     from explorer.models.backbones import ACTIVATIONS
     from explorer.models.config import INPUT_RANGES, OUTPUT_ACTIVATIONS
@@ -85,11 +89,7 @@ def _with_flag(exc: Exception) -> Exception:
 
 def run(args: argparse.Namespace) -> int:
     """Import ``args.files`` and write ``args.out``; a CheckpointError propagates to the dispatcher."""
-    from explorer.checkpoint import save_checkpoint
-    from explorer.data import dataset_names
-    from explorer.errors import CheckpointError
     from explorer.importers import ImportOptions, describe, import_files, labels
-    from explorer.untrusted import read_bounded
 
     files = [(Path(raw).name, read_bounded(raw, what="model file")) for raw in args.files]
     builtin = args.dataset in dataset_names()

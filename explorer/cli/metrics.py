@@ -16,19 +16,16 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from explorer.checkpoint import load_checkpoint, read_metadata
 from explorer.errors import CheckpointError, MetricsError
 from explorer.maps.neighbours import no_progress
+from explorer.quality.metrics import PCA_CURVE, SPLITS, QualityOptions, QualityReport, quality_report
 from explorer.store import DiskCache, cache_dir, sha256
-
-if TYPE_CHECKING:
-    from explorer.quality.metrics import QualityOptions, QualityReport
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.quality.metrics import PCA_CURVE, SPLITS, QualityOptions
-
     default = QualityOptions()
     p.add_argument("checkpoint")
     p.add_argument("--dataset", default=None, help="a built-in dataset; default: the one the checkpoint was trained on")
@@ -88,9 +85,6 @@ def report_of(
     """(report, whether it was cached, the checkpoint's metadata, the dataset) of one checkpoint file.
 
     The one path from a file to its figures: ``metrics`` prints the whole report, ``evaluate`` a line of it."""
-    from explorer.checkpoint import load_checkpoint, read_metadata
-    from explorer.quality.metrics import QualityOptions, quality_report
-
     path = Path(checkpoint)
     try:
         raw = path.read_bytes()
@@ -113,8 +107,6 @@ def report_of(
 
 
 def run(args: argparse.Namespace) -> int:
-    from explorer.quality.metrics import QualityOptions
-
     options = QualityOptions(
         limit=args.limit,
         max_train=args.max_train,

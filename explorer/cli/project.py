@@ -13,6 +13,15 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
+from explorer.checkpoint import load_checkpoint
+from explorer.data import SPLITS, load_dataset
+from explorer.errors import ExplorerError
+from explorer.maps.pipeline import SHIPPED_BUNDLES, compute_map, subset_for
+from explorer.maps.projection import ENGINES, METHODS, METRICS, ProjectionParams, fit
+from explorer.store import DiskCache, cache_dir, sha256
+
 
 def synthetic_shape(text: str) -> tuple[int, int]:
     """``"NxD"`` -> (N, D), for ``--synthetic``."""
@@ -26,9 +35,6 @@ def synthetic_shape(text: str) -> tuple[int, int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from explorer.data import SPLITS
-    from explorer.maps.projection import ENGINES, METHODS, METRICS
-
     p.add_argument("checkpoint", nargs="?", help="the checkpoint to encode with (not with --synthetic)")
     p.add_argument("--dataset", default=None, help="default: the dataset the checkpoint was trained on")
     p.add_argument("--split", default="test", choices=SPLITS, help="all: train and test together")
@@ -50,8 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def synthetic_latents(n: int, d: int, seed: int = 0):
     """(n, d) float32 latents shaped like a trained model's: 10 Gaussian clusters of unequal spread."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=3.0, size=(10, d)).astype(np.float32)
     which = rng.integers(0, 10, size=n)
@@ -64,9 +68,6 @@ def synthetic_latents(n: int, d: int, seed: int = 0):
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
-
-    from explorer.errors import ExplorerError
-    from explorer.maps.projection import ProjectionParams
 
     if bool(args.checkpoint) == bool(args.synthetic):
         raise ExplorerError("give either a checkpoint to encode with or --synthetic NxD")
@@ -85,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     if args.synthetic:
-        from explorer.maps.projection import fit
-
         n, d = args.synthetic
         z = synthetic_latents(n, d, seed=args.seed)
         t_fit = time.perf_counter()
@@ -97,11 +96,6 @@ def run(args: argparse.Namespace) -> int:
             f"({time.perf_counter() - t0:.1f} s in all); not stored"
         )
         return 0
-
-    from explorer.checkpoint import load_checkpoint
-    from explorer.data import load_dataset
-    from explorer.maps.pipeline import SHIPPED_BUNDLES, compute_map, subset_for
-    from explorer.store import DiskCache, cache_dir, sha256
 
     raw = Path(args.checkpoint).read_bytes()
     model = load_checkpoint(raw)

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from explorer.errors import DatasetError
 
@@ -121,8 +122,6 @@ def check_resizable(found: tuple[int, int], need: tuple[int, int], what: str) ->
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 

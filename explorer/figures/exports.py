@@ -23,14 +23,17 @@ schema's metadata, in comment lines above the CSV header, in the HTML page and i
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
 import zipfile
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
 from explorer.errors import ExplorerError
 from explorer.figures import images as imaging
@@ -51,8 +54,6 @@ class ExportError(ExplorerError):
 
 
 def explorer_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("latent-explorer")
     except PackageNotFoundError:  # run from a checkout that was never installed
@@ -220,8 +221,6 @@ def map_html(
     In the app a drag selects images; in the file it zooms, which is what a reader of a saved map wants.
     ``sprites`` (the mapped images, ``explorer.figures.images.sprite_sheets``) travel inside the page, so a hovered point
     shows its image; ``provenance`` is written under the map and into a ``<meta>`` element."""
-    import base64
-
     import plotly.io as pio
 
     layout = dict(figure.get("layout", {}))
@@ -316,8 +315,6 @@ class Sprite:
 def sprite(pictures: np.ndarray, *, max_side: int = MAX_SPRITE_SIDE) -> Sprite:
     """Every image on one square grid, row by row from the top left, shrunk (never cropped) so the whole picture
     fits ``max_side`` pixels a side; cells past the last image stay white."""
-    from PIL import Image
-
     tiles = imaging.to_rgb(np.asarray(pictures)) if np.asarray(pictures).ndim == 4 else np.asarray(pictures)
     if tiles.dtype != np.uint8 or tiles.ndim not in (3, 4) or len(tiles) == 0:
         raise ExportError(f"a sprite needs uint8 images (N, H, W) or (N, H, W, 3), got {tiles.dtype} {tiles.shape}")

@@ -6,6 +6,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 from explorer.data.dataset import to_rgb
 from explorer.errors import ExplorerError
@@ -70,8 +71,6 @@ def strip(images: np.ndarray, pad: int = 2, scale: int = 1) -> np.ndarray:
 def png_bytes(array: np.ndarray, *, fast: bool = False) -> bytes:
     """PNG file bytes of one uint8 image (H, W), (H, W, 1) or (H, W, 3). ``fast``: the lightest compression,
     for small images sent at once (a few percent larger, several times quicker to make)."""
-    from PIL import Image
-
     array = np.asarray(array)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3)):
         raise ImageError(f"png_bytes needs one uint8 image (H, W) or (H, W, 3), got {array.dtype} {array.shape}")
@@ -93,8 +92,6 @@ def gif_bytes(
     drawn over the last (disposal 1), and palettes are not "optimised", so any decoder
     shows the frames as given. PIL merges identical consecutive frames into one longer frame.
     """
-    from PIL import Image
-
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or len(frames) == 0:
         raise ImageError(f"gif_bytes needs uint8 frames (N, H, W) or (N, H, W, 3) with N >= 1, got {frames.shape}")
@@ -123,8 +120,6 @@ def gif_bytes(
 
 def captioned_grid(images: np.ndarray, captions: list[str], cols: int, *, scale: int = 2, pad: int = 4) -> np.ndarray:
     """Tiles with a line of text under each, on white: (H', W', 3) uint8. Used for per-image errors."""
-    from PIL import Image, ImageDraw, ImageFont
-
     tiles = _upscale(to_rgb(np.asarray(images)), _check_scale(scale))
     n, h, w, _ = tiles.shape
     if len(captions) != n:
@@ -197,8 +192,6 @@ def sprite_sheets(images: np.ndarray, *, per_sheet: int = SPRITE_CELLS, side: in
 def labelled_rows(images: np.ndarray, labels: list[str], cols: int, *, scale: int = 2, pad: int = 2) -> np.ndarray:
     """Rows of ``cols`` tiles, each row with its label on the left, on white: (H', W', 3) uint8. For traversal
     grids, where a row is one latent dimension and the label says which."""
-    from PIL import Image, ImageDraw, ImageFont
-
     rows = len(labels)
     if len(images) != rows * cols:
         raise ImageError(f"{len(images)} images do not make {rows} rows of {cols}")

@@ -20,7 +20,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
+from explorer import models
+from explorer.data import dataset_names, fit_to_shape, load_dataset, to_float
 from explorer.errors import DatasetError
 from explorer.importers.options import Decision, OptionError, SampleImages, option_label
 
@@ -74,8 +77,6 @@ def sample_sets(
     gave none. ``dataset`` named: that one alone (its DatasetError raised). Else every built-in dataset, the
     likeliest for this input shape first: a model reconstructs the data it was trained on best, so the set
     with the lowest error tells which that was (``choose_dataset``)."""
-    from explorer.data import dataset_names
-
     if dataset:
         return [(dataset, sample_dataset(dataset, input_shape, n=n)[1])], []
     order = list(default_datasets(input_shape)) + [d for d in dataset_names() if d not in default_datasets(input_shape)]
@@ -104,8 +105,6 @@ def choose_dataset(errors: dict[str, float], named: str | None = None) -> Decisi
 
 def reconstruction_mse(model: Autoencoder, images: np.ndarray) -> float:
     """Mean per-pixel squared error of the model's reconstructions of images (N, C, H, W) in [0, 1]."""
-    import torch
-
     x = torch.tensor(images, dtype=model.dtype, device=model.device)
     with torch.inference_mode():
         error = float((model.reconstruct(x) - x).double().pow(2).mean())
@@ -119,8 +118,6 @@ def sample_images(dataset: str | None, input_shape: tuple[int, int, int], *, n: 
 
 @functools.lru_cache(maxsize=8)
 def _sample(dataset: str | None, shape: tuple[int, int, int], n: int) -> tuple[str, np.ndarray]:
-    from explorer.data import fit_to_shape, load_dataset, to_float
-
     reasons = []
     for name in [dataset] if dataset else default_datasets(shape):
         try:
@@ -144,10 +141,6 @@ def _sample(dataset: str | None, shape: tuple[int, int, int], n: int) -> tuple[s
 
 def with_choices(model: Autoencoder, values: Mapping[str, str]) -> Autoencoder:
     """A model like ``model`` with some config fields changed (e.g. ``activation``), sharing its weights."""
-    import torch
-
-    from explorer import models
-
     config = dataclasses.replace(model.config, **values, notes=dict(model.config.notes))  # type: ignore[arg-type]
     with torch.device("meta"):  # no initialisation: the weights are model's
         out = models.build(config)
@@ -168,8 +161,6 @@ def infer_choices(
     ``images``: float32 (N, C, H, W) in [0, 1]. Choices not open keep the model's config values. Returns the
     chosen value of each open choice and one Decision each, with its runner-up and both errors.
     """
-    import torch
-
     wanted = set(open_choices)
     names = [c for c in CHOICES if c in wanted]
     if not names:
@@ -275,8 +266,6 @@ def settle_choices(
 def reconstruction_preview(model: Autoencoder, images: np.ndarray, *, n: int = 8) -> tuple[np.ndarray, ...]:
     """(originals, reconstructions, errors): the first ``n`` of ``images`` (N, C, H, W) floats in [0, 1], the
     model's reconstructions of them, same shape, and each one's MSE, (n,)."""
-    import torch
-
     x = torch.tensor(np.asarray(images[:n], dtype=np.float32), dtype=model.dtype, device=model.device)
     with torch.inference_mode():
         recon = model.reconstruct(x).float().cpu()

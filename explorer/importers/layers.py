@@ -27,13 +27,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
+from torch import nn
+
+from explorer import models
 from explorer.errors import CheckpointError, ConfigError
 from explorer.importers.infer import CHOICES, CONVENTION
 from explorer.importers.options import Decision, ImportOptions, OptionError, option_label
+from explorer.models.config import OUTPUT_ACTIVATIONS
 
 if TYPE_CHECKING:
-    import torch
-
     from explorer.models.base import Autoencoder
 
 # Known flat input sizes and the image shape they almost always are.
@@ -113,14 +116,10 @@ def default_input_shape(size: int, given: tuple[int, int, int] | None, source: s
 def importable_kinds() -> list[str]:
     """Kinds a layer stack can become: those built from layers here (not a graph runner such as an ONNX pair),
     but for sparse codes, whose decoder is a dictionary."""
-    from explorer import models
-
     return [kind for kind in models.trainable_kinds() if not models.model_class(kind).sparse_codes]
 
 
 def _encoder_heads(kind: str) -> int:
-    from explorer import models
-
     return int(models.model_class(kind).encoder_heads)
 
 
@@ -143,8 +142,6 @@ def _parallel_heads(layers: list[Layer]) -> int | None:
 
 def _merge_heads(layers: list[Layer]) -> tuple[list[Layer], list[str]]:
     """Join two parallel heads into one mean+log-variance layer."""
-    import torch
-
     i = _parallel_heads(layers)
     if i is None:
         return layers, []
@@ -268,8 +265,6 @@ def split_mlp(groups: list[list[Layer]], kind: str, source: str) -> tuple[list[L
 
 def _recorded(encoder: list[Layer], decoder: list[Layer], source: str) -> dict[str, str]:
     """What the file says about each choice: the layers' activations, when every layer records one (Keras)."""
-    from explorer.models.config import OUTPUT_ACTIVATIONS
-
     if any(layer.activation is None for layer in encoder + decoder):
         return {}
     out = str(decoder[-1].activation)
@@ -317,8 +312,6 @@ def _settle(
 
 
 def _build(kind: str, source: str, **fields: Any) -> Autoencoder:
-    from explorer import models
-
     try:
         return models.build(models.config_class(kind)(**fields))
     except ConfigError as exc:
@@ -329,9 +322,6 @@ def _build(kind: str, source: str, **fields: Any) -> Autoencoder:
 
 def copy_weights(model: Autoencoder, layers: list[Layer], source: str) -> None:
     """Load ``layers`` into ``model``'s Linear/Conv layers in order (strict: every key, every shape)."""
-    import torch
-    from torch import nn
-
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
     ours = ", ".join(f"{n} {'x'.join(str(d) for d in m.weight.shape)}" for n, m in targets)
     if len(targets) != len(layers) or any(

@@ -30,6 +30,7 @@ import torch
 
 from explorer import models
 from explorer.errors import CheckpointError, ConfigError, DatasetError
+from explorer.importers.infer import choose_dataset, sample_sets
 from explorer.importers.options import Decision, ImportOptions, ImportReport, OptionError, SampleImages
 from explorer.models.onnx import OnnxAE, OnnxConfig
 from explorer.untrusted.sandbox import check_onnx
@@ -299,8 +300,6 @@ def image_sets(
 ) -> list[tuple[str, torch.Tensor]]:
     """[(dataset name, images (N, C, H, W))] to try choices on: the caller's sample (named ""), the named
     dataset, or every built-in dataset with images of this size; empty when none has (and none was named)."""
-    from explorer.importers.infer import sample_sets
-
     try:
         if sample is not None:
             return [("", torch.from_numpy(np.asarray(sample(shape), np.float32)))]
@@ -320,8 +319,6 @@ def settle_on_images(
 ) -> None:
     """Channel order (flat RGB graphs) and pixel conventions, tried on each image set; the set the model
     reconstructs best is the model's dataset, and its choices are kept."""
-    from explorer.importers.infer import choose_dataset
-
     if not sets:
         settle_pixels(model, options, None, report)
         return

@@ -13,6 +13,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from explorer.errors import CheckpointError
 from explorer.importers.infer import CHOICES, settle_choices, with_choices
 from explorer.importers.layers import Layer, model_from_layers
@@ -21,8 +23,6 @@ from explorer.untrusted import MAX_FILE_BYTES, human_size, load_safetensors, ope
 from explorer.untrusted.sandbox import MEMORY_LIMIT_BYTES, TIMEOUT_S, run_child
 
 if TYPE_CHECKING:
-    import torch
-
     from explorer.models.base import Autoencoder
 
 MAX_PICKLE_BYTES = 64 * 2**20  # data.pkl holds names and tensor metadata only; the tensors are separate members
@@ -94,8 +94,6 @@ def natural_order(order: list[str]) -> list[str]:
 
 def state_to_layers(state: dict[str, torch.Tensor], order: list[str], source: str) -> list[Layer]:
     """Group ``*.weight`` / ``*.bias`` pairs into layers in ``order``; refuse anything else by name."""
-    import torch
-
     for key in order:
         t = state[key]
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):  # other dtypes are refused below

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from explorer.maps.neighbours import knn_graph
+
 K = 15  # the neighbourhood size: UMAP's default number of neighbours
 MAX_POINTS = 4000
 
@@ -30,8 +32,6 @@ def _map_neighbours(embedding: np.ndarray, k: int) -> np.ndarray:
 
 def neighbours_kept(latents: np.ndarray, embedding: np.ndarray, *, k: int = K, metric: str = "euclidean") -> np.ndarray:
     """(N,) float32 in [0, 1]: the share of each image's k latent-space neighbours that are its map neighbours too."""
-    from explorer.maps.neighbours import knn_graph
-
     n = len(latents)
     if n != len(embedding):
         raise ValueError(f"{n} latents but {len(embedding)} map points")

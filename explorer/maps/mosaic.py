@@ -15,6 +15,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from explorer.data.dataset import to_rgb
 from explorer.maps import ops
@@ -74,8 +75,6 @@ class Mosaic:
 
     def png(self, gap: int = 2) -> bytes:
         """PNG file bytes of :meth:`image`."""
-        from PIL import Image
-
         buf = io.BytesIO()
         Image.fromarray(self.image(gap)).save(buf, format="PNG", compress_level=PNG_LEVEL)
         return buf.getvalue()

@@ -14,10 +14,12 @@ from functools import partial
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from explorer.data import to_float
 from explorer.errors import ExplorerError
 from explorer.maps.encode import map_batches
+from explorer.maps.projection import knn
 from explorer.models.base import Autoencoder
 
 METHODS = ("lerp", "slerp")
@@ -253,9 +255,9 @@ class AggregatePosterior:
         post: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> AggregatePosterior:
         """Fit on latents z (N, L). ``sparse_k`` and ``post`` select the projection applied to samples."""
+        # scikit-learn (with scipy, about 1 s more than torch) only when an aggregate posterior is fitted
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
-        from threadpoolctl import threadpool_limits
 
         z = np.asarray(z)
         if z.ndim != 2 or len(z) < 2 or not np.isfinite(z).all():
@@ -429,8 +431,6 @@ def nearest(latents: np.ndarray, z: np.ndarray, k: int = 1) -> tuple[np.ndarray,
 
     Euclidean, nearest first; the search itself is ``explorer.maps.projection.knn`` (the one used for maps).
     """
-    from explorer.maps.projection import knn
-
     data = np.asarray(latents, dtype=np.float32)
     queries = np.asarray(z, dtype=np.float32)
     if queries.ndim == 1:

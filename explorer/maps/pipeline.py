@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer.data import Dataset, fit_to_shape
-from explorer.maps.encode import LATENTS_VERSION, Encoded
+from explorer.maps.encode import LATENTS_VERSION, Encoded, encode_dataset
 from explorer.maps.projection import PROJECTION_VERSION, Progress, Projection, ProjectionParams, fit, no_progress
 from explorer.runtime import map_slot, trimmed_after
 from explorer.store import DiskCache, data_digest, sha256
@@ -129,8 +129,6 @@ def _compute_map(
     store: DiskCache,
     t0: float,
 ) -> MapData:
-    from explorer.maps.encode import encode_dataset  # the encode step: the one place a model runs
-
     lkey = latents_key(checkpoint_digest, data_key)
     enc = None
     if (raw := cache.get(lkey)) is not None:

@@ -23,8 +23,14 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
+import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -378,8 +384,6 @@ def _fit_reference(
     z: np.ndarray, idx: np.ndarray, dist: np.ndarray, params: ProjectionParams, progress: Progress
 ) -> Projection:
     """umap-learn's UMAP on the project's neighbours, so it skips its own search (pynndescent's compile)."""
-    import warnings
-
     import umap
 
     # we hand over no search index on purpose: the explorer places new points itself
@@ -411,8 +415,6 @@ def warm_reference_umap() -> float:
     precomputed neighbour graph); returns the seconds it took. The 300-point graph is found by brute force, so
     this needs neither torch nor the project's search: a small process can run it (``warm_reference_umap_apart``).
     """
-    import time
-
     t0 = time.perf_counter()
     x = np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32)
     params = ProjectionParams(engine="umap-learn")
@@ -434,11 +436,6 @@ def warm_reference_umap_apart(timeout_s: float = WARM_TIMEOUT_S) -> float:
     warming inside the server left it 190 MB larger for good (scikit-learn, pynndescent, umap-learn and their
     compiled code); apart, the server's first umap-learn map of 10,000 points takes about 12 s instead of 21 s
     with nothing cached, and 8 s when warmed inside. Raises RuntimeError when the child fails."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = "import os; os.nice(19); from explorer.maps.projection import warm_reference_umap as w; print(w())"
     root = str(Path(__file__).resolve().parents[2])  # where ``explorer`` imports from, installed or not
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from explorer.errors import CheckpointError, ConfigError
@@ -211,8 +212,6 @@ def _check_loaded(model: OnnxAE, _keys: Any) -> None:
 def new_session(data: bytes) -> Any:
     """An onnxruntime session on a checked graph: CUDA when this onnxruntime has it, else the CPU; one thread,
     like the torch models, since requests run side by side."""
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only

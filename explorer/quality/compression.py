@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image
 
 from explorer.data import to_float
 from explorer.errors import ExplorerError
@@ -296,8 +297,6 @@ def dequantize(q: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, bits: int = 8) 
 
 def png_size(image: np.ndarray) -> int:
     """Bytes of one uint8 image (H, W) or (H, W, 3) as an optimised PNG (lossless)."""
-    from PIL import Image
-
     x = np.asarray(image)
     if x.dtype != np.uint8 or not (x.ndim == 2 or (x.ndim == 3 and x.shape[2] == 3)):
         raise ProbeError(f"png_size needs one uint8 image (H, W) or (H, W, 3), got {x.dtype} {x.shape}")
@@ -308,8 +307,6 @@ def png_size(image: np.ndarray) -> int:
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
     """One uint8 image (H, W) or (H, W, 3) as a baseline JPEG of ``quality`` (1-100), chroma at full resolution."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buf, format="JPEG", quality=int(quality), subsampling=0)
     return buf.getvalue()
@@ -342,8 +339,6 @@ class JpegMatch:
 
 def jpeg_at_psnr(images: np.ndarray, targets: np.ndarray) -> JpegMatch:
     """For each uint8 image, the lowest JPEG quality whose PSNR reaches that image's target (dB), by bisection."""
-    from PIL import Image
-
     x = _batch(images)
     files, payloads, scores, qualities, short = [], [], [], [], 0
     for image, target in zip(x, np.asarray(targets, np.float64)):

@@ -22,6 +22,9 @@ import numpy as np
 import torch
 
 from explorer.errors import ExplorerError
+from explorer.maps.ops import decode
+from explorer.maps.pipeline import sha256
+from explorer.maps.projection import ProjectionParams, fit
 from explorer.models.base import Autoencoder
 
 DENSE_SHARE = 0.10  # a feature active on more than this share of images is "dense": it says little about any one
@@ -311,8 +314,6 @@ def steering_range(stats: FeatureStats, feature: int) -> float:
 
 def steered_images(model: Autoencoder, code: np.ndarray, feature: int, alphas: np.ndarray) -> np.ndarray:
     """Decodes of ``steer(code, feature, alphas)``: uint8 (T, H, W) or (T, H, W, 3)."""
-    from explorer.maps.ops import decode
-
     return decode(model, steer(code, feature, alphas))
 
 
@@ -358,8 +359,6 @@ def feature_map(
     if len(firsts) < 4:  # too few for neighbours: a line is as good a map as any
         placed = np.stack([np.arange(len(firsts)), np.zeros(len(firsts))], 1).astype(np.float32)
     else:
-        from explorer.maps.projection import ProjectionParams, fit
-
         k = min(15, len(firsts) - 1)
         params = ProjectionParams("umap", 2, n_neighbors=k, min_dist=0.1, metric="cosine", seed=seed)
         placed = fit(unit[rows[firsts]], params, progress=progress or (lambda f, m: None)).embedding  # (U, 2)
@@ -376,8 +375,6 @@ def feature_map(
 
 def feature_map_key(checkpoint_digest: str, data_key: str) -> str:
     """Disk-cache key of a feature map: the decoder, and the images that decide which features are live."""
-    from explorer.maps.pipeline import sha256
-
     return sha256(f"feature-map/{FEATURE_MAP_VERSION}/{checkpoint_digest}/{data_key}".encode())
 
 

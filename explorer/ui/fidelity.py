@@ -14,6 +14,7 @@ from explorer.data import dataset_names
 from explorer.figures import images
 from explorer.figures.charts import log_histogram_figure
 from explorer.figures.map import overlay_trace
+from explorer.maps.encode import encode_dataset
 from explorer.maps.selection import Picked
 from explorer.quality import compression
 from explorer.quality.anomaly import auroc, rank_by_error
@@ -35,8 +36,6 @@ def _encoded(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(codes (N, L), reconstruction MSE (N,)) of images, keyed by the checkpoint's and the images' digests: one
     pass, as the mapped images' own codes and errors were made."""
-    from explorer.maps.encode import encode_dataset
-
     enc = encode_dataset(state.model(_ckpt), _images)
     return enc.latents, enc.recon_error
 

@@ -25,7 +25,7 @@ import numpy as np
 import streamlit as st
 
 from explorer import kept, runtime, settings
-from explorer.checkpoint import read_metadata
+from explorer.checkpoint import checkpoint_bytes, load_checkpoint, read_metadata
 from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, host, load_dataset, load_user_dataset
 from explorer.errors import DatasetError
 from explorer.maps.pipeline import (
@@ -213,8 +213,6 @@ def checkpoint_ref(path: Path) -> CheckpointRef:
 def _model(digest: str, _source: str | bytes):
     import torch
 
-    from explorer.checkpoint import load_checkpoint
-
     # One intra-op thread per process: every request here is small (tens of images), and
     # measured on 2 cores, two threads were 2-6x slower and erratic as soon as anything else
     # ran (another session, a map being fitted), while one thread stayed at ~30 ms per 64 decodes.
@@ -254,7 +252,6 @@ def prepare_import(files: list[tuple[str, bytes]], options: dict, token: str = "
 
     ``options`` are ImportOptions keywords (left out: from the file or inferred). Raises CheckpointError
     (an OptionError naming the option at fault); nothing is unpickled (see explorer.importers)."""
-    from explorer.checkpoint import checkpoint_bytes
     from explorer.importers import ImportOptions, describe, detect_format, import_files
     from explorer.importers.infer import reconstruction_preview, sample_dataset
     from explorer.maps.ops import to_uint8
@@ -488,7 +485,7 @@ class Faithfulness:
 @shared("results")
 def faithfulness(key: str, metric: str, _latents: np.ndarray, _embedding: np.ndarray) -> Faithfulness:
     """How well a map keeps its images' latent neighbourhoods (``explorer.maps.faithfulness``), once per map."""
-    from explorer.maps import faithfulness as f
+    from explorer.maps import faithfulness as f  # here: this function has the module's name
 
     metric = metric if metric in ("euclidean", "cosine") else "euclidean"
     kept = f.neighbours_kept(_latents, _embedding, metric=metric)

@@ -26,13 +26,17 @@ Modes:
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import math
 import re
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 REFUSED, OUT_OF_MEMORY = 10, 12
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "model_state", "net", "network", "weights", "params")
@@ -71,9 +75,6 @@ def main() -> None:
 def sibling(name: str) -> Any:
     """The reader ``name``.py from this folder, loaded by path; it imports this module's shared pieces (Refusal,
     cap_memory, library_detail) as ``child``."""
-    import importlib.util
-    from pathlib import Path
-
     sys.modules.setdefault("child", sys.modules[__name__])
     spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
@@ -227,8 +228,7 @@ def library_detail(text: str) -> str:
 
 def read_keras_h5(data: bytes, request: dict[str, Any]) -> bytes:
     import h5py
-    import numpy as np
-    from safetensors.numpy import save
+    from safetensors.numpy import save  # not at the top: read_torch's save is safetensors.torch's
 
     cap_memory(request["memory_limit"])
     try:

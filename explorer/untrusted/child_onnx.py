@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 from child import Refusal, cap_memory, library_detail, mib
 
 STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -178,8 +179,6 @@ def ort_detail(text: str) -> str:
 
 def run_once(session: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Descriptions of the inputs and outputs, after one run on zeros (batch 1, or the graph's fixed batch)."""
-    import numpy as np
-
     inputs, feeds = [], {}
     for value in session.get_inputs():
         where, shape = f"the input {shown(value.name)}", dims(value.shape)

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from safetensors import SafetensorError
+
 from explorer.errors import CheckpointError
 from explorer.untrusted.files import human_size
 
@@ -152,7 +154,6 @@ def _tensor_span(key: str, info: Any, data_len: int, prefix: str) -> tuple[int, 
 
 def load_safetensors(buf: bytes, *, label: str | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(header, tensors) of safetensors bytes: our checks first, then the library's own as it builds them."""
-    from safetensors import SafetensorError
     from safetensors.torch import load
 
     header, _ = safetensors_header(buf, label=label)
