@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from explorer.errors import CheckpointError, ExplorerError
@@ -102,29 +103,14 @@ def run(args: argparse.Namespace) -> int:
         if args.engine == "ray":
             from explorer.maps.ray_engine import encode_ray
 
-            summary = encode_ray(
-                raw,
-                manifest,
-                todo,
-                args.out,
-                batch_size=args.batch_size,
-                num_workers=args.num_workers,
-                address=args.ray_address,
-                device=args.device,
-                advance=bar.advance,
-                shard_written=bar.shard_written,
+            engine = partial(
+                encode_ray, raw, num_workers=args.num_workers, address=args.ray_address, device=args.device
             )
         else:
-            summary = encode_local(
-                model,
-                source,
-                manifest,
-                todo,
-                args.out,
-                batch_size=args.batch_size,
-                advance=bar.advance,
-                shard_written=bar.shard_written,
-            )
+            engine = partial(encode_local, model, source)
+        summary = engine(
+            manifest, todo, args.out, batch_size=args.batch_size, advance=bar.advance, shard_written=bar.shard_written
+        )
     finally:
         bar.close()
     summary.kept = kept

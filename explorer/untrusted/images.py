@@ -23,6 +23,23 @@ MAX_IMAGE_PIXELS = 2**24
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 
 
+def _pixels(img: Image.Image) -> np.ndarray:
+    """An opened image whose header passed its bound, decoded: 1/L/LA stay grey, 16/32-bit grey keeps its high
+    byte, float grey is clipped; every other mode becomes RGB, and RGB whose channels agree is grey (palette or
+    RGB files of a grey set stay single-channel)."""
+    img.load()
+    if img.mode.startswith("I"):
+        return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+    if img.mode == "F":
+        return np.rint(np.clip(np.asarray(img), 0, 255)).astype(np.uint8)
+    if img.mode in ("1", "L", "LA"):
+        return np.asarray(img.convert("L"))
+    rgb = np.asarray(img.convert("RGB"))
+    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+        return np.ascontiguousarray(rgb[..., 0])
+    return rgb
+
+
 def decode_image(data: bytes, *, max_pixels: int, name: str, label: str, single: bool = False) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 (H, W) when grey, (H, W, 3) when colour.
 
@@ -42,12 +59,7 @@ def decode_image(data: bytes, *, max_pixels: int, name: str, label: str, single:
                         f"{what} {h}x{w} pixels; images may have at most {max_pixels} pixels"
                         + (f" (e.g. {side}x{side}); scale it down first" if single else "")
                     )
-                img.load()
-                if img.mode.startswith("I"):  # 16-bit PNG: keep the high byte
-                    return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-                if img.mode in ("1", "L", "LA"):
-                    return np.asarray(img.convert("L"))
-                rgb = np.asarray(img.convert("RGB"))
+                return _pixels(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise DatasetError(
             f"{what} an image whose header claims more than {MAX_IMAGE_PIXELS} pixels; it was refused before "
@@ -62,10 +74,6 @@ def decode_image(data: bytes, *, max_pixels: int, name: str, label: str, single:
             f"{label}: member {name!r} is not a readable PNG or JPEG image ({exc}); the .zip may only hold images, "
             "one folder per class"
         ) from None
-    # Palette or RGB files whose channels agree are grey: keeps grey sets single-channel.
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return np.ascontiguousarray(rgb[..., 0])
-    return rgb
 
 
 # What a source on disk may hold (a folder of someone's photos): more formats than uploads take, the same bound.
@@ -92,14 +100,7 @@ def read_image(
                     raise DatasetError(f"{w}x{h} pixels, more than the {max_pixels:,} allowed")
                 if w < 1 or h < 1:
                     raise DatasetError(f"{w}x{h} pixels")
-                img.load()
-                if img.mode.startswith("I"):  # 16/32-bit grey
-                    return (np.asarray(img).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-                if img.mode == "F":
-                    return np.rint(np.clip(np.asarray(img), 0, 255)).astype(np.uint8)
-                if img.mode in ("1", "L", "LA"):
-                    return np.asarray(img.convert("L"))
-                rgb = np.asarray(img.convert("RGB"))
+                return _pixels(img)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise DatasetError(
             f"its header claims more than {MAX_IMAGE_PIXELS:,} pixels (refused before decoding)"
@@ -108,6 +109,3 @@ def read_image(
         raise DatasetError(f"not an image ({', '.join(formats)} are read)") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, MemoryError) as exc:
         raise DatasetError(f"truncated or damaged ({str(exc)[:80] or type(exc).__name__})") from None
-    if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-        return np.ascontiguousarray(rgb[..., 0])
-    return rgb
