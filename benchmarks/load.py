@@ -151,7 +151,8 @@ def _children() -> dict[int, list[int]]:
     return out
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process descended from it, from /proc."""
     kids, out, todo = _children(), [], [root]
     while todo:
         pid = todo.pop()
@@ -175,7 +176,7 @@ def tree_rss_mb(root: int) -> float:
     try:
         import psutil
     except ImportError:
-        return sum(_rss_bytes(pid) for pid in _tree(root)) / 2**20
+        return sum(_rss_bytes(pid) for pid in process_tree(root)) / 2**20
     try:
         proc = psutil.Process(root)
         procs = [proc, *proc.children(recursive=True)]

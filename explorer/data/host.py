@@ -10,7 +10,7 @@ from explorer.data.source import ImageSource, Shape, open_source, skipped_summar
 from explorer.errors import DatasetError
 from explorer.settings import DataEntry
 from explorer.settings import current as current_settings
-from explorer.store import MemoryCache, data_digest
+from explorer.store import budget, data_digest
 
 _opened: dict[DataEntry, ImageSource] = {}
 _opening = threading.Lock()  # one opening at a time: two sessions asking for one folder list it once
@@ -44,13 +44,14 @@ def forget_configured() -> None:
     with _opening:
         _opened.clear()
     with _reading:
-        if _subsets is not None:
-            _subsets.clear()
+        cache = budget("images")
+        for key in cache.keys():
+            if isinstance(key, tuple) and key[:1] == ("host subset",):
+                cache.discard(key)
 
 
-# Subsets read, as the maps take them, bounded in bytes like the built-in sets (EXPLORER_IMAGES_MEMORY_MB) and
+# Subsets read, as the maps take them, go to the "images" budget with the built-in sets (EXPLORER_IMAGES_MEMORY_MB),
 # keyed by the source's digest (its files' names, sizes and times), never by hashing the source's images.
-_subsets: MemoryCache | None = None
 _reading = threading.Lock()  # one read at a time: two sessions asking for the same subset read it once
 
 
@@ -59,18 +60,15 @@ def configured_subset(name: str, n: int, shape: Shape) -> tuple[Dataset, str, st
     fitted to ``shape``; the digest of what was read (``data_digest``, the key of its maps, as for every
     dataset); and what was skipped on the way ("2 of 1,000 images skipped: ...", and the archive members a
     WebDataset source left out; "" when nothing was)."""
-    global _subsets
     source = configured_source(name)
-    key = (name, source_digest(source), int(n), tuple(shape))
+    key = ("host subset", name, source_digest(source), int(n), tuple(shape))
     with _reading:
-        if _subsets is None:
-            settings = current_settings()
-            _subsets = MemoryCache(settings.memory_bytes("images"), settings.cache_ttl_s)
-        if (hit := _subsets.get(key)) is None:
+        cache = budget("images")
+        if (hit := cache.get(key)) is None:
             ds, skipped = subset(source, n or len(source), seed=0, shape=shape)
             notes = [skipped_summary(skipped, len(ds) + len(skipped))]
             if left_out := getattr(source, "problems", []):  # archive members refused when it was indexed
                 notes.append(f"{len(left_out):,} archive members left out: " + "; ".join(left_out[:3]))
             hit = (ds, data_digest(ds.images, ds.labels), "; ".join(n for n in notes if n))
-            _subsets.put(key, hit)
+            cache.put(key, hit)
         return hit

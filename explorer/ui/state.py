@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import kept, runtime, settings
+from explorer import kept, runtime, settings, store
 from explorer.checkpoint import checkpoint_bytes, load_checkpoint, read_metadata
 from explorer.data import DEFAULT_LIMITS, Dataset, dataset_names, host, load_dataset, load_user_dataset
 from explorer.errors import DatasetError
@@ -55,19 +55,13 @@ def dataset_of(meta: dict) -> str | None:
     return name if name in dataset_names() else None
 
 
-@st.cache_resource(show_spinner=False)
-def _memory(name: str, max_bytes: int) -> MemoryCache:
-    """The server's byte-bounded cache for one function (a changed budget makes a new one, the old one unused)."""
-    return MemoryCache(max_bytes, TTL_S)
-
-
 def shared(budget: str, spinner: str | None = None):
     """Like ``st.cache_resource`` (one result per argument values for every session; ``_``-prefixed arguments
-    are not part of the key), but bounded in bytes: ``budget`` names the cache's byte bound in Settings (``memory_bytes``).
-    The ``st.cache_resource`` of ``_memory`` holds it, so clearing Streamlit's caches clears these too."""
+    are not part of the key), but bounded in bytes: the result goes to the process's cache for ``budget``
+    (``store.budget``: "models", "images", "results"), which every function kept under that name shares."""
 
-    def cache_for(name: str) -> MemoryCache:
-        return _memory(name, settings.current().memory_bytes(budget))
+    def cache_for() -> MemoryCache:
+        return store.budget(budget)
 
     @contextmanager
     def computing() -> Iterator[None]:
@@ -363,7 +357,7 @@ def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, i
 
 
 def _maps() -> MemoryCache:
-    return _memory("maps", settings.current().memory_bytes("maps"))
+    return store.budget("maps")
 
 
 @st.cache_resource(show_spinner=False)  # one object per server: the files are bounded by EXPLORER_CACHE_MAX_MB

@@ -247,3 +247,33 @@ def test_memory_cache_entries_expire(monkeypatch):
     assert cache.keys() == ["c", "d"]
     with pytest.raises(ValueError):
         MemoryCache(max_bytes=10, ttl_s=0)
+
+
+def test_a_budget_bounds_everything_kept_under_its_name_together(monkeypatch):
+    monkeypatch.setenv("EXPLORER_RESULTS_MEMORY_MB", "3")
+    cache = store.budget("results")
+    assert store.budget("results") is cache and store.budget("images") is not cache
+    assert cache.max_bytes == 3 * 2**20
+    calls = []
+
+    def results() -> MemoryCache:
+        return store.budget("results")
+
+    @store.memoized(results)
+    def grid(i):
+        calls.append(("grid", i))
+        return np.zeros(1_000_000, dtype=np.uint8)
+
+    @store.memoized(results)
+    def curve(i):
+        calls.append(("curve", i))
+        return np.zeros(1_000_000, dtype=np.uint8)
+
+    assert grid(0) is grid(0) and len(calls) == 1  # kept: the second call computes nothing
+    curve(0)  # the same arguments, another function: its own entry
+    assert len(calls) == 2 and len(cache) == 2
+    for i in range(1, 4):
+        grid(i), curve(i)
+    assert len(cache) == 3 and cache.bytes <= cache.max_bytes  # two functions, one bound: not 3 MB each
+    monkeypatch.setenv("EXPLORER_RESULTS_MEMORY_MB", "4")
+    assert store.budget("results") is not cache and len(store.budget("results")) == 0  # a new bound, a new cache
