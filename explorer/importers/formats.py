@@ -161,7 +161,7 @@ TABLE: list[Format] = [
         "crowded-zip",
         "zip archive",
         lambda p: p.entries > archive.MAX_ZIP_MEMBERS,
-        refusal=lambda p: f"the archive has {p.entries} entries; at most {archive.MAX_ZIP_MEMBERS} are allowed.",
+        refusal=lambda p: f"the archive has {p.entries:,} entries; at most {archive.MAX_ZIP_MEMBERS:,} are allowed.",
     ),
     Format(
         "broken-zip",

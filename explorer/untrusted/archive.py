@@ -1,5 +1,6 @@
 """Zip and tar archives from strangers: the directory is checked (entries, unpacked size, compression ratio) before any
-member is unpacked, and member paths are taken apart before any is trusted.
+member is unpacked, and member paths are taken apart before any is trusted. A zip's entry count and directory size
+come from its end record, read in constant time, before zipfile lists a single entry.
 
 The one zip-bomb check, for dataset uploads, ``torch.save`` files and ``.keras`` files; and the index of a tar
 file's members (WebDataset shards), read from its headers and never extracted, links never followed.
@@ -31,23 +32,81 @@ ZIP_RATIO_EXEMPT_BYTES = 2**20
 # tensor storage and a .keras file about four.
 MAX_ZIP_MEMBERS = 120_000
 
+# A central directory entry is 46 bytes and its name, extra field and comment: real names stay far below 300
+# bytes, so MAX_ZIP_MEMBERS entries fit in 40 MiB. A larger directory is refused before zipfile parses it.
+MAX_ZIP_DIRECTORY_BYTES = 40 * 2**20
+
 _CENTRAL_DIR_SIGNATURE = b"PK\x01\x02"
+_EOCD = struct.Struct("<4s4H2LH")  # signature, disk, directory's disk, entries here, entries, size, offset, comment
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk of the zip64 record, its offset, disks
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entries here, entries, size, offset
 _ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error)
 
 
-def zip_entries(data: bytes) -> int:
-    """At least the number of directory entries of a zip archive, counted without parsing it.
+@dataclass(frozen=True)
+class ZipDirectory:
+    """What a zip archive's end records say of its central directory, and where it really lies in the bytes."""
 
-    zipfile builds one object per directory entry before anything can be counted, and refuses an entry
-    without this signature, so the signature count bounds its work (an over-count only refuses sooner).
-    """
-    return data.count(_CENTRAL_DIR_SIGNATURE)
+    entries: int  # as stated by the end record (zip64's when there is one)
+    size: int  # bytes of the directory, as stated
+    start: int  # where it starts in these bytes (an archive may follow other data, as a self-extractor does)
+    records: int  # directory-entry signatures counted between start and start + size: at least what zipfile makes
+
+
+def zip_directory(data: bytes) -> ZipDirectory | None:
+    """The central directory as the end-of-central-directory record (zip64's, when its locator precedes the
+    classic one) describes it, read from the last 64 KiB and checked against the file; None when the bytes
+    hold no such record, or it points outside them.
+
+    Nothing is built per entry: this costs the same for an archive of ten entries and one that claims ten
+    million, so a limit on ``entries``, ``records`` or ``size`` applies before zipfile lists anything."""
+    n = len(data)
+    at = data.rfind(b"PK\x05\x06", max(0, n - _EOCD.size - 0xFFFF))  # the record, then a comment of < 64 KiB
+    if at < 0 or at + _EOCD.size > n:
+        return None
+    _, _, _, _, entries, size, _, _ = _EOCD.unpack_from(data, at)
+    end = at  # the directory ends where the end records begin
+    loc = at - _EOCD64_LOCATOR.size
+    if loc >= 0 and data[loc : loc + 4] == b"PK\x06\x07":  # zip64: its record holds the figures
+        rec = loc - _EOCD64.size  # the record sits just before its locator (with no extensible data)
+        if rec < 0 or data[rec : rec + 4] != b"PK\x06\x06":
+            return None
+        fields = _EOCD64.unpack_from(data, rec)
+        entries, size = fields[7], fields[8]
+        end = rec
+    start = end - size
+    if start < 0:
+        return None
+    return ZipDirectory(entries, size, start, data.count(_CENTRAL_DIR_SIGNATURE, start, end))
+
+
+def zip_entries(data: bytes) -> int:
+    """How many entries zipfile would list for these bytes, at least (the larger of what the end record
+    states and what the directory holds), read without listing them; 0 when there is no end record."""
+    found = zip_directory(data)
+    return 0 if found is None else max(found.entries, found.records)
+
+
+def _directory_problem(data: bytes, label: str) -> str | None:
+    """Why an archive's directory is refused before zipfile reads it, or None."""
+    found = zip_directory(data)
+    if found is None:
+        return f"{label} is not a readable zip archive: it has no end-of-directory record; copy or download it again"
+    count = max(found.entries, found.records)
+    if count > MAX_ZIP_MEMBERS:
+        return f"{label} has {count:,} entries; at most {MAX_ZIP_MEMBERS:,} are allowed"
+    if found.size > MAX_ZIP_DIRECTORY_BYTES:
+        return (
+            f"{label} has a directory of {human_size(found.size)}; at most {human_size(MAX_ZIP_DIRECTORY_BYTES)} "
+            "is allowed"
+        )
+    return None
 
 
 def zip_names(data: bytes) -> list[str] | None:
     """The member names from the directory (nothing is unpacked), or None when the archive cannot be read or
-    lists more than ``MAX_ZIP_MEMBERS`` entries (``open_zip`` says which)."""
-    if zip_entries(data) > MAX_ZIP_MEMBERS:
+    its directory is over the limits (``open_zip`` says which)."""
+    if _directory_problem(data, "") is not None:
         return None
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -61,9 +120,8 @@ def open_zip(data: bytes, *, label: str, max_unpacked: int, error: type[Explorer
 
     ``max_unpacked`` bounds the declared size of all members together. Read members with ``open_member``.
     """
-    entries = zip_entries(data)
-    if entries > MAX_ZIP_MEMBERS:
-        raise error(f"{label} has {entries} entries; at most {MAX_ZIP_MEMBERS} are allowed")
+    if (problem := _directory_problem(data, label)) is not None:
+        raise error(problem)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()

@@ -15,6 +15,7 @@ from PIL import Image
 from explorer.data import load_user_dataset
 from explorer.data.uploads import load_user_image
 from explorer.errors import CheckpointError, DatasetError
+from explorer.untrusted import archive as untrusted_archive
 from explorer.untrusted import images, member_path, open_zip, read_member
 from explorer.untrusted.idx import read_idx
 from explorer.untrusted.npy import npy_header
@@ -174,3 +175,78 @@ def test_malformed_npy_header_refused(member, pattern):
 def test_malformed_idx_header_refused(blob, pattern):
     with pytest.raises(DatasetError, match=pattern):
         read_idx(blob, max_bytes=2**20)
+
+
+# --- a zip's directory, judged from its end record ----------------------------------------------------------
+
+_NAME = b"0000000.png"
+_LOCAL = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, len(_NAME), 0) + _NAME
+_ENTRY = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, len(_NAME), 0, 0, 0, 0, 0, 0) + _NAME
+
+
+def many_entries(n: int, *, zip64: bool = False, stated: int | None = None, prefix: bytes = b"") -> bytes:
+    """A zip of ``n`` directory entries for one empty member (a name listed ``n`` times), built in one
+    multiplication: a 1.5-million-entry archive takes a blink. ``stated``: the count the end record claims."""
+    stated = n if stated is None else stated
+    directory = _ENTRY * n
+    at = len(prefix) + len(_LOCAL)
+    end = b""
+    if zip64:
+        record = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, stated, stated, len(directory), at)
+        end = record + struct.pack("<4sLQL", b"PK\x06\x07", 0, at + len(directory), 1)
+        stated, size, offset = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
+    else:
+        size, offset = len(directory), at
+    eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, min(stated, 0xFFFF), min(stated, 0xFFFF), size, offset, 0)
+    return prefix + _LOCAL + directory + end + eocd
+
+
+@pytest.mark.parametrize("zip64", [False, True])
+def test_end_record_gives_the_entry_count_zipfile_finds(zip64):
+    n = 70_000 if zip64 else 60_000  # over 65,535 entries, a zip64 record is how real writers say it
+    blob = many_entries(n, zip64=zip64)
+    found = untrusted_archive.zip_directory(blob)
+    assert found is not None and found.entries == found.records == n
+    assert len(zipfile.ZipFile(io.BytesIO(blob)).infolist()) == n  # zipfile agrees
+    real = _zip({f"{i}.png": b"x" for i in range(5)})  # and on what zipfile itself writes
+    found = untrusted_archive.zip_directory(real)
+    assert found is not None and (found.entries, found.records) == (5, 5)
+    assert untrusted_archive.zip_directory(b"PK\x03\x04 no end record") is None
+
+
+@pytest.mark.parametrize(
+    ("blob", "message"),
+    [
+        (many_entries(1_500_000), "has 1,500,000 entries; at most 120,000"),
+        (many_entries(1_500_000, zip64=True), "has 1,500,000 entries; at most 120,000"),
+        (many_entries(10, zip64=True, stated=10**15), "has 1,000,000,000,000,000 entries"),  # a zip64 boast
+        (many_entries(200_000, stated=3), "has 200,000 entries"),  # the end record understates the directory
+        (b"PK\x03\x04" + bytes(40), "no end-of-directory record"),
+    ],
+    ids=["1.5M entries", "1.5M entries zip64", "zip64 claims 10^15", "understated count", "no end record"],
+)
+def test_archive_over_the_limits_is_refused_before_zipfile_lists_anything(blob, message, monkeypatch):
+    def listing(*args, **kwargs):
+        raise AssertionError("zipfile read a directory that is over the limits")
+
+    monkeypatch.setattr(untrusted_archive.zipfile, "ZipFile", listing)
+    with pytest.raises(DatasetError, match=message):
+        open_zip(blob, label="big.zip", max_unpacked=2**30, error=DatasetError)
+    assert untrusted_archive.zip_names(blob) is None
+
+
+def test_a_huge_directory_of_long_names_is_refused_by_its_size(monkeypatch):
+    monkeypatch.setattr(untrusted_archive, "MAX_ZIP_DIRECTORY_BYTES", 1_000)
+    with pytest.raises(DatasetError, match=r"has a directory of .*; at most"):
+        open_zip(many_entries(100), label="names.zip", max_unpacked=2**30, error=DatasetError)
+
+
+def test_signature_bytes_inside_members_do_not_count_as_entries(monkeypatch):
+    # a stored member whose bytes happen to hold the directory signature many times (random weights can)
+    blob = _zip({"weights.bin": b"PK\x01\x02" * 500, "b.txt": b"x"}, compression=zipfile.ZIP_STORED)
+    monkeypatch.setattr(untrusted_archive, "MAX_ZIP_MEMBERS", 10)
+    with open_zip(blob, label="ok.zip", max_unpacked=2**30, error=DatasetError) as archive:
+        assert sorted(archive.namelist()) == ["b.txt", "weights.bin"]
+    prefixed = many_entries(3, prefix=b"#!/bin/sh\nexit 0\n" + b"PK\x01\x02" * 50)  # data before the archive
+    found = untrusted_archive.zip_directory(prefixed)
+    assert found is not None and found.records == 3
