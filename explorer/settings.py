@@ -74,7 +74,10 @@ UPLOAD_TROUBLE_HELP = (
 # may not take one. Its name is what the sidebar lists, so: letters, digits, '.', '-', '_', up to 64.
 RESERVED_DATA_NAMES = ("digits", "fashion-mnist", "mnist")
 _DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_DATA_OPTIONS = ("image_column", "label_column")
+_DATA_OPTIONS = ("image_column", "label_column")  # passed to the source kind that opens the location
+# latents computed elsewhere for this dataset (explorer.maps.precomputed): a path relative to the file, the
+# columns to read, and the checkpoint that made them (a name in checkpoints/ or a SHA-256) when no manifest says
+_LATENT_OPTIONS = ("latents", "latent_column", "id_column", "error_column", "checkpoint")
 
 
 class SettingsError(ExplorerError):
@@ -89,9 +92,19 @@ class DataEntry:
     location: str
     image_column: str | None = None
     label_column: str | None = None
+    latents: str | None = None  # a file, folder or glob of latents computed elsewhere (explorer.maps.precomputed)
+    latent_column: str | None = None
+    id_column: str | None = None
+    error_column: str | None = None
+    checkpoint: str | None = None  # what made the latents, when they do not say: a checkpoint's name or SHA-256
 
     def options(self) -> dict[str, str | None]:
+        """What the source kind that opens ``location`` is given."""
         return {k: getattr(self, k) for k in _DATA_OPTIONS}
+
+    def latent_options(self) -> dict[str, str | None]:
+        """How its precomputed latents are read (``latents`` is None when it has none)."""
+        return {k: getattr(self, k) for k in _LATENT_OPTIONS if k not in ("latents", "checkpoint")}
 
 
 @dataclass(frozen=True)
@@ -270,13 +283,14 @@ def _read_data_file(path: str, mtime_ns: int, size: int) -> tuple[DataEntry, ...
     for name, table in tables.items():
         if not isinstance(table, dict) or not isinstance(table.get("path"), str):
             raise ValueError(f'has [data.{name}] without path = "..."')
-        if unknown := sorted(set(table) - {"path", *_DATA_OPTIONS}):
-            raise ValueError(
-                f"has [data.{name}] with {', '.join(unknown)}; it may hold path, {', '.join(_DATA_OPTIONS)}"
-            )
-        if any(not isinstance(table.get(k, ""), str) for k in _DATA_OPTIONS):
+        allowed = (*_DATA_OPTIONS, *_LATENT_OPTIONS)
+        if unknown := sorted(set(table) - {"path", *allowed}):
+            raise ValueError(f"has [data.{name}] with {', '.join(unknown)}; it may hold path, {', '.join(allowed)}")
+        if any(not isinstance(table.get(k, ""), str) for k in allowed):
             raise ValueError(f"has [data.{name}] with an option that is not text")
-        options = {k: table[k] for k in _DATA_OPTIONS if table.get(k)}
+        options = {k: table[k] for k in allowed if table.get(k)}
+        if "latents" in options:
+            options["latents"] = _location(options["latents"], Path(path).parent)
         entries.append(DataEntry(_data_name(name), _location(table["path"], Path(path).parent), **options))
     return tuple(entries)
 

@@ -4,9 +4,12 @@ for and kept open: a source holds its index (file names, row counts, member offs
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
+
+import numpy as np
 
 from explorer.data.dataset import Dataset
-from explorer.data.source import ImageSource, Shape, open_source, skipped_summary, source_digest, subset
+from explorer.data.source import ImageSource, Shape, open_source, read_subset, skipped_summary, source_digest
 from explorer.errors import DatasetError
 from explorer.settings import DataEntry
 from explorer.settings import current as current_settings
@@ -55,20 +58,25 @@ def forget_configured() -> None:
 _reading = threading.Lock()  # one read at a time: two sessions asking for the same subset read it once
 
 
-def configured_subset(name: str, n: int, shape: Shape) -> tuple[Dataset, str, str]:
+class HostSubset(NamedTuple):
+    dataset: Dataset
+    digest: str  # ``data_digest`` of what was read: the key of its maps, as for every dataset
+    skipped: str  # "2 of 1,000 images skipped: ...", and the archive members a WebDataset left out; "" for none
+    source_index: np.ndarray  # each image's index in the source (what precomputed latents are looked up by)
+
+
+def configured_subset(name: str, n: int, shape: Shape) -> HostSubset:
     """``n`` images (all for 0) of the host's dataset ``name``, chosen as ``subset`` chooses (seed 0), read and
-    fitted to ``shape``; the digest of what was read (``data_digest``, the key of its maps, as for every
-    dataset); and what was skipped on the way ("2 of 1,000 images skipped: ...", and the archive members a
-    WebDataset source left out; "" when nothing was)."""
+    fitted to ``shape``, with what the reading found (``HostSubset``)."""
     source = configured_source(name)
     key = ("host subset", name, source_digest(source), int(n), tuple(shape))
     with _reading:
         cache = budget("images")
         if (hit := cache.get(key)) is None:
-            ds, skipped = subset(source, n or len(source), seed=0, shape=shape)
+            ds, index, skipped = read_subset(source, n or len(source), seed=0, shape=shape)
             notes = [skipped_summary(skipped, len(ds) + len(skipped))]
             if left_out := getattr(source, "problems", []):  # archive members refused when it was indexed
                 notes.append(f"{len(left_out):,} archive members left out: " + "; ".join(left_out[:3]))
-            hit = (ds, data_digest(ds.images, ds.labels), "; ".join(n for n in notes if n))
+            hit = HostSubset(ds, data_digest(ds.images, ds.labels), "; ".join(n for n in notes if n), index)
             cache.put(key, hit)
         return hit

@@ -119,6 +119,14 @@ def subset(source: ImageSource, n: int, seed: int = 0, shape: Shape | None = Non
     """The first ``n`` images of a permutation seeded by ``seed`` (the same choice ``Dataset.subset`` makes),
     read and held in memory as a ``Dataset``, with the (index, reason) of the images that were skipped.
     A map is made of such a subset; the source itself stays on disk."""
+    ds, _, skipped = read_subset(source, n, seed, shape)
+    return ds, skipped
+
+
+def read_subset(
+    source: ImageSource, n: int, seed: int = 0, shape: Shape | None = None
+) -> tuple[Dataset, np.ndarray, list]:
+    """``subset``, with the source's index of each image read (int64, in the dataset's order)."""
     if n < 1:
         raise DatasetError(f"a subset needs at least 1 image, got n={n}")
     total = len(source)
@@ -127,7 +135,8 @@ def subset(source: ImageSource, n: int, seed: int = 0, shape: Shape | None = Non
     if len(got.index) == 0:
         raise DatasetError(f"{source.name}: none of the {len(index):,} images chosen could be read")
     labels = source.labels()[got.index]
-    return Dataset(source.name, readonly(got.images), readonly(labels), source.class_names), got.skipped
+    index = np.asarray(got.index, dtype=np.int64)
+    return Dataset(source.name, readonly(got.images), readonly(labels), source.class_names), index, got.skipped
 
 
 @dataclass(frozen=True)

@@ -97,13 +97,17 @@ def compute_map(
     *,
     progress: Progress = no_progress,
     store_in: DiskCache | None = None,
+    data_key: str | None = None,
 ) -> MapData:
     """Encode (or read cached latents) and fit the projection; stores the result in the cache.
+
+    ``data_key`` keys the latents and the map: the images' ``data_digest`` unless told (a map of latents read
+    from elsewhere is keyed by those too; ``precomputed.seed_latents``).
 
     At most EXPLORER_MAX_CONCURRENT_MAPS maps are computed at once in a process; others wait their turn
     (``progress`` says so every second), then take the map from the cache if the one before computed it."""
     t0 = time.perf_counter()
-    data_key = data_digest(images, labels)
+    data_key = data_key or data_digest(images, labels)
     store = store_in or cache
     with map_slot(progress) as waited, trimmed_after():
         if waited and (raw := store.get(map_key(checkpoint_digest, data_key, params))) is not None:

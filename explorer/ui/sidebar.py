@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from explorer import settings
@@ -10,8 +11,9 @@ from explorer.errors import ExplorerError
 from explorer.maps.encode import Encoded
 from explorer.maps.faithfulness import K
 from explorer.maps.pipeline import MapData, map_key
+from explorer.maps.precomputed import host_latents, seed_latents
 from explorer.maps.projection import METRICS, ProjectionParams
-from explorer.ui import bridge, links, state
+from explorer.ui import bridge, links, state, warmup
 from explorer.ui.map_view import NEIGHBOURHOOD
 
 SIZES = [1000, 2000, 5000, 10000, 20000, 0]  # 0 = all
@@ -29,7 +31,9 @@ def colour_options(encoded: Encoded) -> list[str]:
     much of each image's latent neighbourhood the map kept."""
     return [
         "label",
-        "reconstruction error",
+        *(
+            ["reconstruction error"] if np.isfinite(encoded.recon_error).any() else []
+        ),  # latents from elsewhere may lack it
         encoded.code_name,
         *(encoded.title(k) for k in encoded.stats),
         NEIGHBOURHOOD,
@@ -186,7 +190,7 @@ def render() -> state.Context | None:
         "Images to map", sizes, format_func=lambda v: f"all {total:,}" if v == 0 else f"{v:,}", key="n"
     )
 
-    warm = state.warm_reference_umap()  # the first run of the server starts it; later runs read its status
+    warm = warmup.warm_reference_umap()  # the first run of the server starts it; later runs read its status
     proj_label = sb.radio("Projection", list(PROJECTIONS), horizontal=True, key="proj")
     method, dims = PROJECTIONS[proj_label]
     with sb.expander("UMAP parameters", expanded=False):
@@ -209,11 +213,14 @@ def render() -> state.Context | None:
         params = ProjectionParams("pca", dims)
 
     try:
+        read_from = ""
         if hosted:  # read from the server's disk as fitted; bad files are skipped and said so
             with st.spinner(f"Reading {ds_name}…"):
-                ds, data_key, skipped = host.configured_subset(ds_name, n, ckpt.input_shape)
-            if skipped:
-                notices.warning(f"{ds_name}: {skipped}. The map shows the images that could be read.")
+                got = host.configured_subset(ds_name, n, ckpt.input_shape)
+            ds = got.dataset
+            if got.skipped:
+                notices.warning(f"{ds_name}: {got.skipped}. The map shows the images that could be read.")
+            data_key, read_from = _precomputed(ckpt, ds_name, got, notices)
         else:
             ds, data_key = state.dataset_subset(ds_name, split, n, ckpt.input_shape)
         md = state.ready_map(ckpt, data_key, params) or _compute(slot, ckpt, ds, data_key, params)
@@ -236,6 +243,7 @@ def render() -> state.Context | None:
     sb.caption(
         f"{len(ds):,} images of {ds.name} · {params.label()} · "
         + ("precomputed" if md.source == "bundle" else "cached" if md.source == "cache" else f"{md.seconds:.1f} s")
+        + (f" · {read_from}" if read_from else "")
     )
     ctx = state.Context(ckpt, ds, data_key, params, md, color_by, color_dim)
     links.remember_sidebar(fields)
@@ -248,6 +256,26 @@ def render() -> state.Context | None:
         bridge.copy_link(key="copy_link")
     st.session_state[SHOWN] = (ctx, {k: st.session_state[k] for k in SETTINGS if k in st.session_state})
     return ctx
+
+
+def _precomputed(ckpt: state.CheckpointRef, ds_name: str, got: host.HostSubset, notices) -> tuple[str, str]:
+    """Latents the host computed elsewhere for this dataset, put where the map looks for the checkpoint's own
+    when they are its (``precomputed.seed_latents``). Returns the data key to map under, and where the latents
+    came from ("" when they are not used)."""
+    found = host_latents(ds_name)
+    if found is None:
+        return got.digest, ""
+    key, note = seed_latents(
+        found,
+        checkpoint=(ckpt.name, ckpt.digest, ckpt.latent_dim),
+        source_index=got.source_index,
+        data_key=got.digest,
+        cache=state.disk_cache(),
+    )
+    if key is None:
+        notices.info(note)
+        return got.digest, ""
+    return key, note
 
 
 def _cancel() -> None:
@@ -278,6 +306,6 @@ def _compute(slot, ckpt: state.CheckpointRef, ds, data_key: str, params: Project
     def progress(f: float, message: str) -> None:
         bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {message}")
 
-    md = state.new_map(ckpt, ds, params, progress)
+    md = state.new_map(ckpt, ds, params, progress, data_key)
     slot.empty()
     return md

@@ -10,12 +10,8 @@ comment there says why.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +33,7 @@ from explorer.maps.pipeline import (
     map_key,
     subset_for,
 )
-from explorer.maps.projection import ProjectionParams, warm_reference_umap_apart
+from explorer.maps.projection import ProjectionParams
 from explorer.store import DiskCache, MemoryCache, cache_dir, data_digest, memoized, sha256
 from explorer.untrusted import check_size, max_upload_bytes
 
@@ -344,7 +340,8 @@ def _subset(ds: Dataset, n: int, input_shape: tuple[int, int, int]) -> tuple[Dat
 def dataset_subset(name: str, split: str, n: int, input_shape: tuple[int, int, int]) -> tuple[Dataset, str]:
     """The first n images of a seeded permutation (all of them for n = 0), fitted to the model's input."""
     if name in host.configured_names():  # read as fitted, cached by the source's files (explorer.data.host)
-        return host.configured_subset(name, n, input_shape)[:2]
+        got = host.configured_subset(name, n, input_shape)
+        return got.dataset, got.digest
     if name in uploaded_datasets():
         # resizing and hashing an upload is not free: once per (dataset, size, shape) in this session
         memo = st.session_state.setdefault("uploaded_subsets", {})
@@ -377,7 +374,9 @@ def ready_map(ckpt: CheckpointRef, data_key: str, params: ProjectionParams) -> M
     return md
 
 
-def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress) -> MapData:
+def new_map(
+    ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress, data_key: str | None = None
+) -> MapData:
     """Encode and fit. ``progress(fraction, message)`` is called every second or so, which is also where
     Streamlit stops this run when the person changes something (Cancel included)."""
     import torch
@@ -387,10 +386,21 @@ def new_map(ckpt: CheckpointRef, ds: Dataset, params: ProjectionParams, progress
     # stay on one thread, see ``_model``); maps are computed one at a time, so this does not pile up.
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     try:
-        md = compute_map(m, ckpt.digest, ds.images, ds.labels, ds.class_names, params, disk_cache(), progress=progress)
+        data_key = data_key or data_digest(ds.images, ds.labels)
+        md = compute_map(
+            m,
+            ckpt.digest,
+            ds.images,
+            ds.labels,
+            ds.class_names,
+            params,
+            disk_cache(),
+            progress=progress,
+            data_key=data_key,
+        )
     finally:
         torch.set_num_threads(1)
-    _maps().put(map_key(ckpt.digest, data_digest(ds.images, ds.labels), params), md)
+    _maps().put(map_key(ckpt.digest, data_key, params), md)
     return md
 
 
@@ -399,58 +409,11 @@ def map_data(ckpt: CheckpointRef, ds: Dataset, data_key: str, params: Projection
     if (md := ready_map(ckpt, data_key, params)) is not None:
         return md
     bar = st.progress(0.0, text=f"Mapping {len(ds):,} images with {params.label()}…")
-    md = new_map(ckpt, ds, params, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {m}"))
+    md = new_map(
+        ckpt, ds, params, lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=f"{params.label()}: {m}"), data_key
+    )
     bar.empty()
     return md
-
-
-QUIET_WINDOW_S = 10.0
-QUIET_SHARE = 0.15  # of one core
-
-
-def _wait_until_quiet(window_s: float = QUIET_WINDOW_S, share: float = QUIET_SHARE, poll_s: float = 1.0) -> None:
-    """Return once this process has used less than ``share`` of one core over the last ``window_s`` seconds:
-    nobody is waiting on the server. The warm-up's child then neither slows anyone down nor adds its memory to a
-    busy server's."""
-    seen: deque[tuple[float, float]] = deque()
-    while True:
-        now, cpu = time.monotonic(), time.process_time()  # CPU seconds of every thread of this process
-        seen.append((now, cpu))
-        while now - seen[0][0] > window_s:
-            seen.popleft()
-        t0, cpu0 = seen[0]
-        if now - t0 >= 0.9 * window_s and (cpu - cpu0) / (now - t0) < share:
-            return
-        time.sleep(poll_s)
-
-
-WARM_ENV = "EXPLORER_WARM_UMAP"  # "0": do not compile umap-learn in the background (the tests set it)
-WARM_DELAY_S = 20.0  # after the first page: the first map and model load do not share the CPU with it
-
-
-@st.cache_resource(show_spinner=False)  # one status dict per server
-def warm_reference_umap() -> dict:
-    """Once per server: compile umap-learn's numba code in a child process (see
-    ``projection.warm_reference_umap_apart``), started by a background thread once the server is first quiet, so
-    choosing the reference engine later takes seconds, not a minute, and the server holds none of it until then.
-    Returns a status dict the sidebar reads ("ready": bool)."""
-    status: dict = {"ready": False, "seconds": None, "error": None}
-    if os.environ.get(WARM_ENV, "1") == "0":
-        status["error"] = f"not warmed ({WARM_ENV}=0)"
-        return status
-
-    def work() -> None:
-        time.sleep(WARM_DELAY_S)
-        _wait_until_quiet()
-        try:
-            status["seconds"] = warm_reference_umap_apart()
-            status["ready"] = True
-            logging.getLogger("explorer").warning("reference UMAP (umap-learn) warm in %.1f s", status["seconds"])
-        except Exception as exc:  # an optional engine: its failure is reported in the sidebar, never fatal
-            status["error"] = repr(exc)
-
-    threading.Thread(target=work, name="warm-umap-learn", daemon=True).start()
-    return status
 
 
 @shared("results", spinner="Fitting a Gaussian mixture to the encoded images…")

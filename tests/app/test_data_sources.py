@@ -59,3 +59,74 @@ def test_a_folder_of_the_hosts_is_listed_and_mapped_with_its_broken_files_report
     at.run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
     assert "3 selected" in " ".join(m.value for m in at.markdown)
+
+
+def _latents_file(tmp_path, monkeypatch, root, **entry) -> None:
+    """The folder again, now from a data file naming latents computed elsewhere for it."""
+    lines = ["[data.myfolder]", f'path = "{root}"', *(f'{k} = "{v}"' for k, v in entry.items())]
+    (tmp_path / "data.toml").write_text("\n".join(lines) + "\n")
+    monkeypatch.delenv("EXPLORER_DATA")
+    monkeypatch.setenv("EXPLORER_DATA_FILE", str(tmp_path / "data.toml"))
+    forget_configured()
+
+
+def _map_of(at):
+    return at.session_state["map:shown"][0].map
+
+
+def test_latents_another_program_wrote_are_mapped_instead_of_encoding(myfolder, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from explorer.data import open_source
+
+    n = len(open_source("myfolder", str(myfolder)))  # every file the folder lists, the broken ones too
+    rows = np.random.default_rng(1).normal(size=(n, 16)).astype(np.float32)  # nothing the VAE would make
+    order = np.arange(n)[::-1]
+    flat = pa.array(rows[order].ravel())
+    offsets = pa.array(np.arange(0, rows.size + 1, 16, dtype=np.int32))
+    pq.write_table(pa.table({"i": order, "emb": pa.ListArray.from_arrays(offsets, flat)}), tmp_path / "emb.parquet")
+    _latents_file(tmp_path, monkeypatch, myfolder, latents="emb.parquet", latent_column="emb", id_column="i",
+                  checkpoint="fashion-mnist-vae-conv16")  # fmt: skip
+    at = page_app("views", "decode_view")
+    at.session_state["ds"] = "myfolder"
+    at.session_state["proj"] = "PCA 2-D"
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert "latents read from" in " ".join(c.value for c in at.sidebar.caption)
+    got = _map_of(at).encoded.latents
+    assert got.shape == (GOOD, 16)
+    assert all(np.isin(r, rows).all() for r in got)  # every point is a row of the file, none re-encoded
+    # the colourings a file without errors cannot give are not offered; a selection still shows its images
+    assert "reconstruction error" not in at.sidebar.selectbox(key="color").options
+    at.session_state["pick"] = Picked((3, 10), None)
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert "2 selected" in " ".join(m.value for m in at.markdown)
+
+
+def test_latents_of_another_checkpoint_are_left_and_the_page_says_so(myfolder, tmp_path, monkeypatch):
+    from explorer.cli import main
+
+    out = tmp_path / "encoded"
+    ae = "checkpoints/mnist-ae-mlp32.safetensors"
+    assert main(["encode", ae, "--data", str(myfolder), "--out", str(out), "--device", "cpu"]) == 0
+    _latents_file(tmp_path, monkeypatch, myfolder, latents=str(out))
+    at = page_app("views", "decode_view")
+    at.session_state["ds"] = "myfolder"
+    at.session_state["proj"] = "PCA 2-D"
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    (note,) = [i.value for i in at.info if "were made by" in i.value]
+    assert "not fashion-mnist-vae-conv16: fashion-mnist-vae-conv16's are computed here" in note
+    assert np.isfinite(_map_of(at).encoded.recon_error).all()  # the VAE's own encoding
+    at.session_state["ckpt"] = "mnist-ae-mlp32"  # the checkpoint that made them: read, not encoded
+    at.session_state["ds_for"] = "mnist-ae-mlp32"  # (as a person choosing the dataset again after the checkpoint)
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert f"latents read from {out.name}" in " ".join(c.value for c in at.sidebar.caption)
+    from explorer.maps.shards import read_shards
+
+    shards = read_shards(out)
+    got = _map_of(at).encoded.latents
+    assert got.shape == (GOOD, 32) and all(np.isin(r, shards.latents).all() for r in got)

@@ -216,7 +216,7 @@ def test_the_warm_up_waits_for_a_quiet_server():
     import threading
     import time
 
-    from explorer.ui.state import _wait_until_quiet
+    from explorer.ui.warmup import wait_until_quiet
 
     stop = time.monotonic() + 1.5
 
@@ -227,6 +227,6 @@ def test_the_warm_up_waits_for_a_quiet_server():
     busy = threading.Thread(target=spin)
     t0 = time.monotonic()
     busy.start()
-    _wait_until_quiet(window_s=1.0, share=0.3, poll_s=0.1)
+    wait_until_quiet(window_s=1.0, share=0.3, poll_s=0.1)
     busy.join()
     assert time.monotonic() - t0 >= 1.5  # not before the work ended and a quiet second followed

@@ -69,7 +69,7 @@ def settled_rss_mb(pid: int, timeout_s: float = 900.0) -> float:
     """The resident memory of the server and its children once its passing children are gone.
 
     A server starts one child of its own: umap-learn's compile, once per install, at the lowest CPU priority
-    (about 400 MB while it runs, then it exits; ``state.warm_reference_umap``). On a loaded 2-core machine it
+    (about 400 MB while it runs, then it exits; ``ui.warmup``). On a loaded 2-core machine it
     can run for minutes; what it holds meanwhile is not what the session leaves behind, so the measurement
     waits for it to end (at most ``timeout_s``; then it counts, as anything still running does)."""
     deadline = time.monotonic() + timeout_s

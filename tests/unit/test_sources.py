@@ -371,7 +371,7 @@ def test_a_hosts_subset_says_what_was_left_out(tmp_path, monkeypatch):
     write_shard(tmp_path / "bad.tar", 0, 3, hostile=True)
     monkeypatch.setenv("EXPLORER_DATA", f"wds={tmp_path / 'bad.tar'}")
     forget_configured()
-    ds, key, note = configured_subset("wds", 0, SHAPE)
+    ds, key, note, _ = configured_subset("wds", 0, SHAPE)
     assert len(ds) == 3 and len(key) == 64
     assert "2 archive members left out" in note and "climbs out" in note
     assert configured_subset("wds", 0, SHAPE)[0] is ds  # read once
