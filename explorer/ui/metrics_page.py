@@ -1,7 +1,7 @@
 """The Metrics page: a checkpoint's quality figures beside PCA's, and PCA's error curve with the model on it.
 
 The figures come from ``explorer.quality.metrics`` (the same report as ``python -m explorer metrics``),
-computed once per checkpoint digest, images and options: kept on disk, where the command's
+computed in a child process (``explorer.quality.apart``) once per checkpoint digest, images and options: kept on disk, where the command's
 results are found too, and in ``st.cache_data`` for this server. Session keys start ``met_``,
 except the checkpoint (``ckpt``), which this page shares with the map pages.
 """
@@ -14,7 +14,8 @@ import streamlit as st
 from explorer.data import dataset_names
 from explorer.errors import ExplorerError
 from explorer.figures.map import PALETTE
-from explorer.quality.metrics import QualityOptions, QualityReport, quality_report
+from explorer.quality.apart import report_apart
+from explorer.quality.metrics import QualityOptions, QualityReport
 from explorer.ui import sidebar, state
 
 LIMITS = [1000, 2000, 5000, 10000, 0]  # images evaluated; 0 = the whole split
@@ -29,14 +30,15 @@ def _report(digest: str, dataset: str, split: str, limit: int, ood: str | None, 
     def progress(fraction: float, message: str) -> None:
         bar.progress(min(max(fraction, 0.0), 1.0), text=f"Metrics of {_ckpt.name}: {message}")
 
-    report, _ = quality_report(
-        lambda: state.model(_ckpt),
+    # in a child process: what a report loads (scikit-learn, the training split) leaves with it
+    report, _ = report_apart(
+        _ckpt.data if _ckpt.data is not None else str(_ckpt.path),
         digest,
         _ckpt.input_shape,
         dataset,
         split=split,
         options=QualityOptions(limit=limit, ood=ood),
-        cache=state.disk_cache(),
+        cache_dir=state.disk_cache().root,
         progress=progress,
     )
     bar.empty()
