@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 MAX_IDS_CHARS = 6000  # longer selections are left out of links: proxies and servers cap URL sizes near 8 KB
 MAX_IDS = 10_000_000  # the largest row id a link may name (the bitmap's size follows the largest id)
 
@@ -106,10 +108,15 @@ def decode_ids(text: str, n_rows: int) -> tuple[int, ...]:
             raise ValueError("names more rows than any map holds")
     except (binascii.Error, zlib.error):
         raise ValueError("is not a selection written by this app") from None
-    ids = tuple(byte * 8 + b for byte, value in enumerate(bits) if value for b in range(8) if value >> b & 1)
-    if ids and ids[-1] >= n_rows:
-        raise ValueError(f"names image #{ids[-1]}, but this map has {n_rows:,} images")
-    return ids
+    # past the map's last row nothing may be set: checked on the bytes, before a single id is made (a short
+    # text of set bits would otherwise become ten million Python integers)
+    mine = (max(n_rows, 0) + 7) >> 3
+    beyond = np.frombuffer(bits, np.uint8)
+    if beyond[mine:].any() or (n_rows % 8 and mine and beyond[mine - 1] >> (n_rows % 8)):
+        last = int(np.flatnonzero(beyond)[-1])
+        top = last * 8 + int(beyond[last]).bit_length() - 1
+        raise ValueError(f"names image #{top}, but this map has {n_rows:,} images")
+    return tuple(int(i) for i in np.flatnonzero(np.unpackbits(beyond[:mine], bitorder="little")))
 
 
 def read(params: dict[str, str], fields: Sequence[Field]) -> tuple[dict[str, Any], list[str]]:

@@ -152,8 +152,9 @@ def open_member(
     try:
         with archive.open(info) as member:
             yield member  # type: ignore[misc]
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        # BadZipFile's text is our kind of message ("Bad CRC-32 for file ...", "Truncated file header")
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, struct.error) as exc:
+        # BadZipFile's text is our kind of message ("Bad CRC-32 for file ...", "Truncated file header"); a member
+        # whose header points before the start of the file raises ValueError ("negative seek value")
         raise error(f"{label}: member {name!r} cannot be unpacked ({exc}); the archive is damaged") from None
     except NotImplementedError:
         raise error(f"{label}: member {name!r} uses a compression method this reader does not support") from None
