@@ -18,6 +18,7 @@ import functools
 import hashlib
 import inspect
 import json
+import logging
 import os
 import secrets
 import sys
@@ -32,6 +33,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from explorer.settings import current as current_settings
+
+log = logging.getLogger(__name__)
 
 STALE_TMP_S = 3600.0  # a temporary file this old belongs to a writer that died
 CHUNK = 1 << 20
@@ -107,6 +110,13 @@ def _touch(path: Path) -> None:
         pass  # vanished, or a read-only location (shipped bundles in an installed copy): it keeps its old time
 
 
+# What a DiskCache file begins with when its key names inputs, not content: this tag and the SHA-256 of the bytes
+# after it. A file whose bytes no longer match (a flipped bit, a disk fault, someone's edit) is deleted on reading
+# and computed again. Files without the tag (shipped bundles, files of earlier versions) are read as they are:
+# what reads them refuses a damaged one in turn.
+FRAME = b"LXC1"
+
+
 class DiskCache:
     """Files named by a hex key in one folder, written atomically; the least recently used go past ``max_bytes``.
 
@@ -160,6 +170,13 @@ class DiskCache:
         if self.verify and sha256(data) != key:
             p.unlink(missing_ok=True)  # damaged or replaced on disk: never hand it out
             return None
+        if data[: len(FRAME)] == FRAME:
+            body = data[len(FRAME) + 32 :]
+            if hashlib.sha256(body).digest() != data[len(FRAME) : len(FRAME) + 32]:
+                log.warning("cache file %s is damaged (its checksum does not match): removed; it is computed again", p)
+                p.unlink(missing_ok=True)
+                return None
+            data = body
         if self.max_age_s is not None and _age(p) > self.max_age_s:
             p.unlink(missing_ok=True)  # expired: as if pruned already
             return None
@@ -174,7 +191,9 @@ class DiskCache:
             _touch(target)  # the same bytes, kept already: now recently used
         else:
             self.root.mkdir(mode=0o700 if self.private else 0o777, parents=True, exist_ok=True)
-            atomic_write(target, data, mode=0o600 if self.private else 0o644)
+            # a store keyed by content is its own checksum; any other file carries one (see FRAME)
+            framed = data if self.verify else FRAME + hashlib.sha256(data).digest() + data
+            atomic_write(target, framed, mode=0o600 if self.private else 0o644)
         self.prune()
 
     def add(self, data: bytes) -> str:

@@ -93,3 +93,20 @@ def test_maps_are_computed_in_turn_and_a_waiter_takes_the_finished_map(setup):
     assert result and result[0].source == "cache"
     # with nobody else computing, a call computes (python -m explorer project regenerates what it is asked to)
     assert compute_map(model, digest, images, labels, [], params, cache).source == "computed"
+
+
+def test_a_cached_map_with_a_flipped_byte_is_found_by_its_checksum_and_computed_again(setup, caplog):
+    model, digest, images, labels, tmp = setup
+    params = ProjectionParams(n_neighbors=10)
+    cache = DiskCache(tmp / "cache")
+    first = compute_map(model, digest, images, labels, [], params, cache)
+    path = cache.path(map_key(digest, data_digest(images, labels), params))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # one bit, in the middle of the arrays, where no parser would notice
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="explorer.store"):
+        assert cached_map(digest, data_digest(images, labels), params, cache) is None
+    assert "is damaged (its checksum does not match)" in caplog.text and not path.exists()
+    again = compute_map(model, digest, images, labels, [], params, cache)
+    assert again.source == "computed" and np.array_equal(again.projection.embedding, first.projection.embedding)
+    assert cached_map(digest, data_digest(images, labels), params, cache) is not None
