@@ -296,21 +296,26 @@ def check(target: Target, data: bytes) -> None:
         signal.signal(signal.SIGALRM, old)
 
 
-def run(target: Target, examples: int, *, seed: int | None = None) -> list[str]:
-    """Fuzz one target for ``examples`` examples; returns the failures (hypothesis shrinks the first one)."""
+def run(target: Target, examples: int, *, seed: int | None = None, tried: list[int] | None = None) -> list[str]:
+    """Fuzz one target for ``examples`` examples; returns the failures (hypothesis shrinks the first one).
+    ``tried`` (a list) gets the number of inputs actually run appended."""
     seeds = target.seeds()
     failures: list[str] = []
+    count = [0]
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=seed is not None,
               suppress_health_check=list(HealthCheck), print_blob=False)  # fmt: skip
     @given(mutated(seeds))
     def fuzz(data: bytes) -> None:
+        count[0] += 1
         check(target, data)
 
     try:
         fuzz()
     except AssertionError as exc:
         failures.append(str(exc).splitlines()[0])
+    if tried is not None:
+        tried.append(count[0])
     return failures
 
 
@@ -321,15 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     targets = [t for t in TARGETS if not args.only or any(t.name.startswith(o) for o in args.only)]
     each = max(1, args.examples // len(targets))
-    print(f"{'target':<32} {'examples':>9} {'seconds':>8}  failures")
+    print(f"{'target':<32} {'inputs':>9} {'seconds':>8}  failures")
     total, failed = 0, 0
     for target in targets:
-        t0 = time.perf_counter()
-        failures = run(target, each)
-        total += each
+        t0, tried = time.perf_counter(), []
+        failures = run(target, each, tried=tried)
+        total += tried[0]
         failed += len(failures)
-        print(f"{target.name:<32} {each:>9,} {time.perf_counter() - t0:8.1f}  {'; '.join(failures) or 0}", flush=True)
-    print(f"\n{total:,} examples over {len(targets)} targets, {failed} failure(s)")
+        print(
+            f"{target.name:<32} {tried[0]:>9,} {time.perf_counter() - t0:8.1f}  {'; '.join(failures) or 0}", flush=True
+        )
+    print(f"\n{total:,} inputs run over {len(targets)} targets, {failed} failure(s)")
     return 1 if failed else 0
 
 

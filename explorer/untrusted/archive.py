@@ -40,7 +40,8 @@ _CENTRAL_DIR_SIGNATURE = b"PK\x01\x02"
 _EOCD = struct.Struct("<4s4H2LH")  # signature, disk, directory's disk, entries here, entries, size, offset, comment
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")  # signature, disk of the zip64 record, its offset, disks
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")  # signature, record size, versions, disks, entries here, entries, size, offset
-_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error)
+# NotImplementedError: a directory entry asking for a newer zip version ("zip file version 25.5")
+_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, struct.error, NotImplementedError)
 
 
 @dataclass(frozen=True)

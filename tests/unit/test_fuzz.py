@@ -52,3 +52,15 @@ def test_a_link_selection_of_ten_million_set_bits_is_refused_from_its_bytes():
     assert decode_ids(base64.urlsafe_b64encode(zlib.compress(b"\xff\x01")).decode().rstrip("="), 9) == tuple(range(9))
     with pytest.raises(ValueError, match="names image #8, but this map has 8 images"):
         decode_ids(base64.urlsafe_b64encode(zlib.compress(b"\xff\x01")).decode().rstrip("="), 8)
+
+
+def test_a_directory_entry_asking_for_a_newer_zip_version_is_refused_not_crashed():
+    # found by the fuzzer: zipfile raises NotImplementedError("zip file version 25.5") while listing
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("cats/0.png", b"x")
+    data = bytearray(buf.getvalue())
+    at = data.find(b"PK\x01\x02")
+    data[at + 6] = 255  # "version needed to extract": 25.5
+    with pytest.raises(DatasetError, match="not a readable zip archive"):
+        open_zip(bytes(data), label="f.zip", max_unpacked=2**20, error=DatasetError)
