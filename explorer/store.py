@@ -117,6 +117,21 @@ def _touch(path: Path) -> None:
 FRAME = b"LXC1"
 
 
+_WRITE_PROBLEMS: dict[str, str] = {}  # folder -> why its last write failed (gone once a write there succeeds)
+
+
+def _write_failed(root: Path, exc: OSError) -> None:
+    why = exc.strerror or str(exc)
+    if _WRITE_PROBLEMS.get(str(root)) != why:  # logged once per folder and cause, not on every map
+        log.warning("cannot write to %s (%s): results are kept in memory only until it can", root, why)
+    _WRITE_PROBLEMS[str(root)] = why
+
+
+def write_problems() -> dict[str, str]:
+    """The stores' folders whose last write failed, and why ("No space left on device"): the app says so."""
+    return dict(_WRITE_PROBLEMS)
+
+
 class DiskCache:
     """Files named by a hex key in one folder, written atomically; the least recently used go past ``max_bytes``.
 
@@ -190,10 +205,15 @@ class DiskCache:
         if target.exists() and self.verify:
             _touch(target)  # the same bytes, kept already: now recently used
         else:
-            self.root.mkdir(mode=0o700 if self.private else 0o777, parents=True, exist_ok=True)
             # a store keyed by content is its own checksum; any other file carries one (see FRAME)
             framed = data if self.verify else FRAME + hashlib.sha256(data).digest() + data
-            atomic_write(target, framed, mode=0o600 if self.private else 0o644)
+            try:
+                self.root.mkdir(mode=0o700 if self.private else 0o777, parents=True, exist_ok=True)
+                atomic_write(target, framed, mode=0o600 if self.private else 0o644)
+            except OSError as exc:  # a full disk, a read-only volume: what was computed is still served
+                _write_failed(self.root, exc)
+                return
+            _WRITE_PROBLEMS.pop(str(self.root), None)
         self.prune()
 
     def add(self, data: bytes) -> str:

@@ -268,4 +268,6 @@ def seed_latents(
     key = sha256(f"{data_key}/precomputed/{pre.digest}".encode())
     if latents_key(digest, key) not in cache:
         cache.put(latents_key(digest, key), pre.encoded(source_index).to_bytes())
+        if latents_key(digest, key) not in cache:  # the map reads them from there: a cache that cannot be written
+            return None, f"The latents in {shown_file} cannot be used: the cache folder cannot be written."
     return key, f"latents read from {shown_file}"

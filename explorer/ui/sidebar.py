@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from explorer import settings
+from explorer import settings, store
 from explorer.data import SPLITS, dataset_names, host
 from explorer.errors import ExplorerError
 from explorer.maps.encode import Encoded
@@ -252,6 +252,7 @@ def render() -> state.Context | None:
         "sidebar", links.sidebar_params(fields, color_by, digest, trained_on, all_is_default=total <= DEFAULT_N)
     )
     links.show_notices(notices)
+    _say_unwritable_cache()
     with sb:
         bridge.copy_link(key="copy_link")
     st.session_state[SHOWN] = (ctx, {k: st.session_state[k] for k in SETTINGS if k in st.session_state})
@@ -276,6 +277,15 @@ def _precomputed(ckpt: state.CheckpointRef, ds_name: str, got: host.HostSubset, 
         notices.info(note)
         return got.digest, ""
     return key, note
+
+
+def _say_unwritable_cache() -> None:
+    """Once per session and cause: the server's cache folder cannot be written (a full disk), so what is computed
+    stays in memory only. The page works on; the host's log names the folder."""
+    said = st.session_state.setdefault("cache:said", set())
+    for why in sorted(set(store.write_problems().values()) - said):
+        said.add(why)
+        st.toast(f"The server cannot write its cache ({why}): results are kept in memory only for now.", icon="⚠️")
 
 
 def _cancel() -> None:

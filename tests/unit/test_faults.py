@@ -111,3 +111,33 @@ def test_two_servers_computing_one_map_into_one_folder_agree(tmp_path):
     cache = DiskCache(tmp_path / "cache", 2**34)
     files = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
     assert len(files) == 2 and all(cache.get(p.stem) is not None for p in files)  # the latents and the map, whole
+
+
+def test_a_cache_that_cannot_be_written_leaves_maps_served_and_says_so_once(tmp_path):
+    """A full disk, simulated by a file-size limit of 4 KB for the process (writes fail with EFBIG, as they fail
+    with ENOSPC on a full disk): two maps are still computed and returned, the log says it once."""
+    code = textwrap.dedent(f"""
+        import logging, resource, signal, sys
+        import numpy as np
+        from pathlib import Path
+        from explorer import models, store
+        from explorer.checkpoint import checkpoint_bytes, load_checkpoint
+        from explorer.maps.pipeline import compute_map
+        from explorer.maps.projection import ProjectionParams
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+        raw = checkpoint_bytes(models.build(models.config_class("ae")(hidden=(32,), latent_dim=4)))
+        model, rng = load_checkpoint(raw), np.random.default_rng(0)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        cache = store.DiskCache(Path({str(tmp_path / "cache")!r}))
+        for seed in (1, 2):
+            images = rng.integers(0, 256, size=(400, 28, 28), dtype=np.uint8)
+            md = compute_map(model, "a" * 64, images, np.zeros(400, int), [], ProjectionParams("pca", 2), cache)
+            assert md.projection.embedding.shape == (400, 2) and md.source == "computed"
+        print(list(store.write_problems().values()))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['File too large']"
+    warnings = [line for line in done.stderr.splitlines() if "cannot write to" in line]
+    assert len(warnings) == 1 and "results are kept in memory only" in warnings[0], done.stderr
