@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'target':<32} {'inputs':>9} {'seconds':>8}  failures")
     total, failed = 0, 0
     for target in targets:
-        t0, tried = time.perf_counter(), []
+        t0 = time.perf_counter()
+        tried: list[int] = []
         failures = run(target, each, tried=tried)
         total += tried[0]
         failed += len(failures)
