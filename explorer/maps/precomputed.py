@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from explorer.errors import DatasetError
+from explorer.errors import DatasetError, ExplorerError
 from explorer.maps.encode import Encoded
 from explorer.maps.pipeline import latents_key
+from explorer.maps.shards import read_manifest, read_shards
 from explorer.settings import current as current_settings
 from explorer.store import DiskCache, budget, sha256
 
@@ -129,9 +130,6 @@ def read_precomputed(
 
 
 def _from_encode_folder(where: str) -> Precomputed:
-    from explorer.errors import ExplorerError
-    from explorer.maps.shards import read_manifest, read_shards
-
     try:
         manifest, shards = read_manifest(where), read_shards(where)
     except ExplorerError as exc:

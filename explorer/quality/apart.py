@@ -22,7 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from explorer.errors import ExplorerError, MetricsError
-from explorer.quality.metrics import QualityOptions, QualityReport
+from explorer.quality.metrics import QualityOptions, QualityReport, quality_report
+from explorer.store import DiskCache
 
 ROOT = Path(__file__).resolve().parents[2]  # where ``explorer`` imports from, installed or not
 
@@ -89,9 +90,7 @@ def _talk(proc: subprocess.Popen, request: dict, progress: Callable[[float, str]
 
 
 def _child() -> None:
-    from explorer.checkpoint import load_checkpoint
-    from explorer.quality.metrics import quality_report
-    from explorer.store import DiskCache
+    from explorer.checkpoint import load_checkpoint  # torch: in the child only
 
     request = json.load(sys.stdin)
 

@@ -29,11 +29,11 @@ CANCELLED = "map:cancelled"  # key of a map whose computation was cancelled and 
 def colour_options(encoded: Encoded) -> list[str]:
     """What the map can be coloured by: label, error, one code coordinate, the model's own statistics, and how
     much of each image's latent neighbourhood the map kept."""
+    # latents read from another program's file may come without errors: then there is nothing to colour by
+    errors = ["reconstruction error"] if np.isfinite(encoded.recon_error).any() else []
     return [
         "label",
-        *(
-            ["reconstruction error"] if np.isfinite(encoded.recon_error).any() else []
-        ),  # latents from elsewhere may lack it
+        *errors,
         encoded.code_name,
         *(encoded.title(k) for k in encoded.stats),
         NEIGHBOURHOOD,
