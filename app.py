@@ -1,11 +1,15 @@
 """Latent space explorer: `streamlit run app.py`."""
 
+import pandas  # noqa: F401  (see below)
 import streamlit as st
 
 from explorer import settings
 from explorer.runtime import freeze_long_lived, tune_allocator
 from explorer.ui import auth, compare, export, features, fidelity, insight, links, metrics_page, upload, views
 
+# pandas is imported here, before any page, because plotly checks sys.modules for it without importing it: while
+# one session's first table imports pandas, another session drawing its map would find it half-initialized
+# (AttributeError: partially initialized module 'pandas'). Streamlit imports it on the first table anyway.
 tune_allocator()  # before the first map: big freed blocks go back to the system (see there)
 st.set_page_config(page_title="Latent space explorer", page_icon="🧭", layout="wide")
 auth.require_login()  # nothing unless the host put [auth] in the app's secrets (docs/DEPLOY.md)

@@ -303,6 +303,8 @@ async def _upload(page: Page, person: Person, result: LoadResult, where: str) ->
 async def _person(
     browser: Browser, url: str, person: Person, everyone: list[Person], t_start: float, result: LoadResult
 ) -> None:
+    from playwright.async_api import TimeoutError as PlaywrightTimeout  # the test extra
+
     where = f"person {person.k + 1}"
     context = await browser.new_context(viewport=latency.VIEWPORT)
     errors = 0
@@ -311,7 +313,14 @@ async def _person(
         page = await context.new_page()
         page.set_default_timeout(STEP_TIMEOUT_MS)
         await page.goto(url)
-        await page.wait_for_function(MAP_READY)
+        try:
+            await page.wait_for_function(MAP_READY)
+        except PlaywrightTimeout as exc:  # what the page showed instead says why
+            error = page.get_by_test_id("stException")
+            shown = await (error.first.inner_text() if await error.count() else page.inner_text("body"))
+            raise LoadError(
+                f"{where}: no map after {STEP_TIMEOUT_MS / 1000:.0f} s; the page shows:\n{shown[:1500]}"
+            ) from exc
         await latency._settle(page)
         uploaded, revision, boxes, i = False, None, [], 0
         others = {p.label for p in everyone if p is not person}
